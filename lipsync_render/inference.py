@@ -1,0 +1,148 @@
+"""ONNX Runtime sessions: device selection that never falls back silently, and batched UNet runs.
+
+ONNX Runtime quietly drops to the CPU when a requested GPU provider cannot load, so every session
+is checked with ``session.get_providers()`` after creation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lipsync_render.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class DeviceRequest:
+    """What the user asked for: kind is auto, cpu, cuda or tensorrt; index is the GPU number."""
+
+    kind: str
+    index: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "DeviceRequest":
+        text = text.strip().lower()
+        if not DEVICE_PATTERN.match(text):
+            raise DeviceError(f"Unknown device '{text}': use auto, cpu, cuda, cuda:N or tensorrt.")
+        kind, _, index = text.partition(":")
+        return cls(kind, int(index or 0))
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def cuda_driver_present() -> bool:
+    """Whether the NVIDIA driver library loads: a cheap probe before asking ONNX Runtime for CUDA."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def provider_plan(request: DeviceRequest, available: list[str], driver: bool, cache_dir: Path | None = None) -> list:
+    """The providers to ask ONNX Runtime for, most preferred first (CPU always last)."""
+    cuda = (CUDA, {"device_id": request.index})
+    if request.kind == "cpu":
+        return [CPU]
+    if request.kind == "auto":
+        return [cuda, CPU] if (CUDA in available and driver) else [CPU]
+    if request.kind == "cuda":
+        if CUDA not in available:
+            raise DeviceError("CUDA was requested but this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu).")
+        if not driver:
+            raise DeviceError("CUDA was requested but no NVIDIA driver was found on this machine.")
+        return [cuda, CPU]
+    if TENSORRT not in available or not driver:
+        raise DeviceError("TensorRT was requested but the TensorRT provider or an NVIDIA driver is not available here.")
+    trt_options = {"device_id": request.index, "trt_fp16_enable": True, "trt_engine_cache_enable": True}
+    if cache_dir is not None:
+        trt_options["trt_engine_cache_path"] = str(cache_dir)
+    return [(TENSORRT, trt_options), cuda, CPU]
+
+
+def check_providers(request: DeviceRequest, plan: list, actual: list[str], model: Path) -> None:
+    """Raise when an explicitly requested accelerator is not what the session really runs on."""
+    wanted = plan[0][0] if isinstance(plan[0], tuple) else plan[0]
+    if request.kind in ("cuda", "tensorrt") and wanted not in actual:
+        raise DeviceError(f"{request.kind} was requested but ONNX Runtime fell back to {actual[0]} for {model.name}; "
+                          "check the CUDA/cuDNN/TensorRT libraries with 'lipsync doctor'.")
+
+
+def make_session(model: Path, device: str = "auto", threads: int = 0, cache_dir: Path | None = None):
+    """An InferenceSession on the requested device, verified to really run there."""
+    import onnxruntime as ort
+
+    request = DeviceRequest.parse(device)
+    plan = provider_plan(request, available_providers(), cuda_driver_present(), cache_dir)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    if request.kind == "auto":
+        options.log_severity_level = 4  # a failed CUDA probe under 'auto' is expected; we report it ourselves
+    try:
+        session = ort.InferenceSession(str(model), sess_options=options, providers=plan)
+    except Exception as exc:  # ORT raises its own exception types for unloadable models and providers
+        raise DeviceError(f"ONNX Runtime could not load {model} ({str(exc).splitlines()[0][:200]}).") from None
+    actual = session.get_providers()
+    check_providers(request, plan, actual, model)
+    if request.kind == "auto" and len(plan) > 1 and actual[0] == CPU:
+        log.warning("CUDA is present but ONNX Runtime could not use it for %s; running on the CPU.", model.name)
+    return session
+
+
+def execution_device(session) -> str:
+    """'cuda', 'tensorrt' or 'cpu': where a session really runs."""
+    first = session.get_providers()[0]
+    return {CUDA: "cuda", TENSORRT: "tensorrt"}.get(first, "cpu")
+
+
+class UNetRunner:
+    """Runs the UNet in batches of a constant shape: the last batch is padded and the padding dropped."""
+
+    def __init__(self, session, batch_size: int):
+        inputs = session.get_inputs()
+        self.session = session
+        self.visual_name, self.audio_name = inputs[0].name, inputs[1].name
+        self.output_name = session.get_outputs()[0].name
+        fixed = inputs[0].shape[0]
+        self.model_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
+        self.batch_size = batch_size
+
+    def run(self, visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        """UNet output (n, 3, 320, 320) for n <= batch_size visual/audio inputs."""
+        n = len(visual)
+        step = self.model_batch or self.batch_size
+        if n % step:
+            pad = step - n % step
+            visual = np.concatenate([visual, np.zeros((pad, *visual.shape[1:]), visual.dtype)])
+            audio = np.concatenate([audio, np.zeros((pad, *audio.shape[1:]), audio.dtype)])
+        outputs = [
+            self.session.run([self.output_name], {self.visual_name: visual[i:i + step], self.audio_name: audio[i:i + step]})[0]
+            for i in range(0, len(visual), step)
+        ]
+        return (outputs[0] if len(outputs) == 1 else np.concatenate(outputs))[:n]
+
+
+def default_threads() -> int:
+    """ONNX Runtime threads: every core (the other stages are light and mostly wait)."""
+    return os.cpu_count() or 1

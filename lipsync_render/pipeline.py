@@ -1,0 +1,416 @@
+"""The render pipeline: audio -> features -> UNet -> compositing -> H.264/AAC MP4, all stages overlapped.
+
+Stages run as threads joined by bounded queues (compositing fans out to a process pool), so the slowest
+stage sets the pace and memory stays flat whatever the audio length::
+
+    features thread   mel + AVE encoder in chunks  -> FeatureStream (rows become ready)
+    prepare thread    crops, masks, audio blocks   -> queue of batches
+    inference thread  UNet per batch               -> queue of predictions
+    dispatch thread   predictions into the ring    -> queue of compositing futures (in frame order)
+    calling thread    waits for each future, encodes the frame, muxes audio
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from lipsync_render import features as feats
+from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
+from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
+from lipsync_render.compositor import CompositorPool, FrameOutput
+from lipsync_render.errors import LipsyncError, RenderError
+from lipsync_render.inference import UNetRunner, default_threads, make_session
+from lipsync_render.package import Package, load_package
+from lipsync_render.video import VideoWriter
+
+STAGES = ("audio", "prepare", "inference", "compositing", "encoding")
+POLL_SECONDS = 0.1
+
+
+@dataclass
+class RenderOptions:
+    """How to render; the CLI flags map one to one onto these."""
+
+    batch_size: int = 25
+    workers: int = 1
+    device: str = "auto"
+    threads: int = 0
+    start_frame: int = 0
+    loop: str = "pingpong"
+    crf: int = 18
+    preset: str = "veryfast"
+    frames_dir: Path | None = None
+    frames_format: str = "jpg"
+    jpeg_quality: int = 75
+    features: str = "audio"  # or "package": drive the UNet from the package's pre-extracted features
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise LipsyncError(f"Batch size must be at least 1 (got {self.batch_size}).")
+        if self.workers < 0:
+            raise LipsyncError(f"Workers must be 0 or more (got {self.workers}).")
+        if self.loop not in ("pingpong", "forward"):
+            raise LipsyncError(f"Loop mode must be 'pingpong' or 'forward' (got '{self.loop}').")
+        if self.frames_format not in ("jpg", "png"):
+            raise LipsyncError(f"Frame format must be 'jpg' or 'png' (got '{self.frames_format}').")
+        if self.features not in ("audio", "package"):
+            raise LipsyncError(f"Features must come from 'audio' or 'package' (got '{self.features}').")
+        if self.start_frame < 0:
+            raise LipsyncError(f"Start frame must be 0 or more (got {self.start_frame}).")
+
+
+@dataclass
+class RenderResult:
+    """What one render produced; ``--json`` prints it as one object per file."""
+
+    input: str
+    output: str | None
+    status: str = "ok"
+    error: str | None = None
+    frames: int = 0
+    duration: float = 0.0
+    fps: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+    providers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def frame_schedule(count: int, frame_total: int, start: int = 0, loop: str = "pingpong") -> np.ndarray:
+    """Package frame index for each output frame.
+
+    pingpong follows the reference (§7): p = (i + 1 + start) mod 2L, idx = p if p <= L else 2L - p with
+    L = frame_total - 1, i.e. 1, 2, ..., L, L-1, ..., 0, 1, ... for start 0; ``start`` shifts the phase.
+    forward loops start, start+1, ..., frame_total-1, 0, ...
+    """
+    i = np.arange(count, dtype=np.int64)
+    if loop == "forward" or frame_total == 1:
+        return (i + start) % frame_total
+    last = frame_total - 1
+    p = (i + 1 + start) % (2 * last)
+    return np.where(p <= last, p, 2 * last - p)
+
+
+class FeatureStream:
+    """The per-frame feature table (N_enc + 2 rows), filled in chunks by a thread; readers wait for rows."""
+
+    def __init__(self, table_rows: int):
+        self.table = np.zeros((table_rows, 512), np.float32)
+        self.ready_rows = 0
+        self.condition = threading.Condition()
+
+    @classmethod
+    def from_table(cls, table: np.ndarray) -> "FeatureStream":
+        stream = cls(len(table))
+        stream.table[:] = table
+        stream.ready_rows = len(table)
+        return stream
+
+    def fill(self, mel: np.ndarray, session, cancel: threading.Event, chunk: int = 64) -> None:
+        """Encode all windows of ``mel`` chunk by chunk, publishing rows as they become final."""
+        count = len(self.table) - 2
+        for first in range(0, count, chunk):
+            if cancel.is_set():
+                return
+            last = min(count, first + chunk)
+            encoded = feats.encode(session, feats.encoder_windows(mel, first, last))
+            with self.condition:
+                self.table[first + 1:last + 1] = encoded
+                if first == 0:
+                    self.table[0] = encoded[0]
+                if last == count:
+                    self.table[-1] = encoded[-1]
+                self.ready_rows = len(self.table) if last == count else last + 1
+                self.condition.notify_all()
+
+    def blocks(self, frame_numbers: np.ndarray, cancel: threading.Event) -> np.ndarray:
+        """Audio inputs [n, 32, 16, 16] for output frames, once the rows they read are final."""
+        needed = min(len(self.table), int(frame_numbers.max()) + 8)
+        with self.condition:
+            while self.ready_rows < needed:
+                if cancel.is_set():
+                    raise _Cancelled()
+                self.condition.wait(POLL_SECONDS)
+        return feats.frame_blocks(self.table, frame_numbers)
+
+
+class _Cancelled(Exception):
+    """Internal: another stage failed or the user interrupted."""
+
+
+class Renderer:
+    """Holds a package, its sessions and the compositing pool; renders any number of audio files."""
+
+    def __init__(self, model: str | os.PathLike | Package, options: RenderOptions | None = None):
+        self.options = options or RenderOptions()
+        self.options.check()
+        start = time.perf_counter()
+        self.package = model if isinstance(model, Package) else load_package(model)
+        threads = self.options.threads or default_threads()
+        self.unet_session = make_session(self.package.unet_path, self.options.device, threads)
+        self.encoder_session = make_session(self.package.encoder_path, self.options.device, 1)
+        self.unet = UNetRunner(self.unet_session, self.options.batch_size)
+        slots = 2 * self.options.batch_size + 2 * self.options.workers
+        self.pool = CompositorPool(self.package.frames_path, self.package.width, self.package.height, slots,
+                                   self.options.workers)
+        self.free_slots: queue.Queue[int] = queue.Queue()
+        for slot in range(slots):
+            self.free_slots.put(slot)
+        self.load_seconds = time.perf_counter() - start
+
+    @property
+    def providers(self) -> list[str]:
+        return self.unet_session.get_providers()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def render(self, audio_path: str | os.PathLike, output_path: str | os.PathLike,
+               on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
+        """Render one audio file to an MP4 (written to a temporary name, renamed when complete)."""
+        audio_path, output_path = Path(audio_path), Path(output_path)
+        check_output_path(output_path)
+        samples = load_audio(audio_path)
+        run = _Run(self, samples, audio_path, output_path, on_progress)
+        return run.execute()
+
+
+def check_output_path(path: Path) -> None:
+    """Fail early when the output cannot be written."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise RenderError(f"Output directory {parent} does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise RenderError(f"Output directory {parent} is not writable.")
+    if path.is_dir():
+        raise RenderError(f"Output path {path} is a directory.")
+
+
+class _Run:
+    """One render: the stage threads, their queues, timings and cleanup."""
+
+    def __init__(self, renderer: Renderer, samples: np.ndarray, audio_path: Path, output_path: Path,
+                 on_progress: Callable[[int, int], None] | None):
+        self.r = renderer
+        self.options = renderer.options
+        self.package = renderer.package
+        self.samples = samples
+        self.audio_path, self.output_path = audio_path, output_path
+        self.on_progress = on_progress
+        self.frame_count = feats.frame_count_for_audio(len(samples))
+        self.schedule = frame_schedule(self.frame_count, self.package.frame_count, self.options.start_frame,
+                                       self.options.loop)
+        self.cancel = threading.Event()
+        self.failure: BaseException | None = None
+        self.seconds: dict[str, float] = defaultdict(float)
+        depth = 2
+        self.batches: queue.Queue = queue.Queue(depth)
+        self.predictions: queue.Queue = queue.Queue(depth)
+        self.pending: queue.Queue = queue.Queue()  # bounded by the ring's free slots
+        self.frame_output = FrameOutput(self.options.frames_dir, self.options.frames_format, self.options.jpeg_quality)
+        self.features = self._feature_stream()
+
+    def execute(self) -> RenderResult:
+        start = time.perf_counter()
+        if self.options.frames_dir is not None:
+            self.options.frames_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
+        threads = [threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
+                   for stage in (self._prepare, self._infer, self._dispatch)]
+        if self.features[1] is not None:
+            threads.insert(0, threading.Thread(target=self._guard, args=(self._encode_features,), daemon=True))
+        writer = None
+        try:
+            writer = VideoWriter(partial, self.package.width, self.package.height, self.package.fps,
+                                 self.audio_path, self.options.crf, self.options.preset)
+            for thread in threads:
+                thread.start()
+            self._write_frames(writer)
+            tick = time.perf_counter()
+            writer.close()
+            self.seconds["encoding"] += time.perf_counter() - tick
+            writer = None
+            os.replace(partial, self.output_path)
+        except BaseException as exc:
+            self.cancel.set()
+            if writer is not None:
+                writer.abort()
+            partial.unlink(missing_ok=True)
+            for thread in threads:
+                thread.join(timeout=10)
+            self._drain_pending()
+            if isinstance(exc, _Cancelled) and self.failure is not None:
+                raise _as_user_error(self.failure) from None
+            raise _as_user_error(exc) from None
+        for thread in threads:
+            thread.join()
+        total = time.perf_counter() - start
+        self.seconds["total"] = total
+        return RenderResult(
+            input=str(self.audio_path),
+            output=str(self.output_path),
+            frames=self.frame_count,
+            duration=len(self.samples) / SAMPLE_RATE,
+            fps=self.frame_count / total if total > 0 else 0.0,
+            seconds={k: round(v, 4) for k, v in self.seconds.items()},
+            providers=self.r.providers,
+        )
+
+    def _feature_stream(self) -> tuple[FeatureStream, np.ndarray | None]:
+        """The feature table source: the package's pre-extracted features, or the audio's mel (encoded later)."""
+        if self.options.features == "package":
+            if self.package.features is None:
+                raise LipsyncError(f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy).")
+            return FeatureStream.from_table(np.asarray(self.package.features)), None
+        tick = time.perf_counter()
+        mel = melspectrogram(self.samples)
+        self.seconds["audio"] += time.perf_counter() - tick
+        return FeatureStream(feats.encoder_window_count(len(mel)) + 2), mel
+
+    def _guard(self, stage: Callable[[], None]) -> None:
+        """Run a stage; the first failure cancels every other stage."""
+        try:
+            stage()
+        except _Cancelled:
+            pass
+        except BaseException as exc:
+            if self.failure is None:
+                self.failure = exc
+            self.cancel.set()
+
+    def _put(self, q: queue.Queue, item) -> None:
+        while True:
+            if self.cancel.is_set():
+                raise _Cancelled()
+            try:
+                q.put(item, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, q: queue.Queue):
+        while True:
+            if self.cancel.is_set():
+                raise _Cancelled()
+            try:
+                return q.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+
+    def _batches(self) -> Iterator[np.ndarray]:
+        size = self.options.batch_size
+        for first in range(0, self.frame_count, size):
+            yield np.arange(first, min(first + size, self.frame_count))
+
+    def _encode_features(self) -> None:
+        stream, mel = self.features
+        tick = time.perf_counter()
+        stream.fill(mel, self.r.encoder_session, self.cancel)
+        self.seconds["audio"] += time.perf_counter() - tick
+
+    def _prepare(self) -> None:
+        stream = self.features[0]
+        rects = self.package.rects
+        for numbers in self._batches():
+            indices = self.schedule[numbers]
+            audio = stream.blocks(numbers, self.cancel)
+            tick = time.perf_counter()
+            visual = np.empty((len(numbers), 6, 320, 320), np.float32)
+            for row, index in enumerate(indices):
+                visual_input(crop_328(self.package.frames[index], rects[index]), out=visual[row])
+            self.seconds["prepare"] += time.perf_counter() - tick
+            self._put(self.batches, (numbers, visual, audio))
+        self._put(self.batches, None)
+
+    def _infer(self) -> None:
+        while (batch := self._get(self.batches)) is not None:
+            numbers, visual, audio = batch
+            tick = time.perf_counter()
+            output = self.r.unet.run(visual, audio)
+            predictions = prediction_to_uint8(output)
+            self.seconds["inference"] += time.perf_counter() - tick
+            self._put(self.predictions, (numbers, predictions))
+        self._put(self.predictions, None)
+
+    def _dispatch(self) -> None:
+        rects = self.package.rects
+        while (batch := self._get(self.predictions)) is not None:
+            numbers, predictions = batch
+            for number, prediction in zip(numbers, predictions):
+                slot = self._get(self.r.free_slots)
+                index = int(self.schedule[number])
+                future = self.r.pool.submit(slot, prediction, index, rects[index], int(number), self.frame_output)
+                self.pending.put((slot, future))
+        self.pending.put(None)
+
+    def _write_frames(self, writer: VideoWriter) -> None:
+        done = 0
+        while (item := self._get(self.pending)) is not None:
+            slot, future = item
+            self.seconds["compositing"] += _result(future)
+            tick = time.perf_counter()
+            writer.write_i420(self.r.pool.frames[slot])
+            self.seconds["encoding"] += time.perf_counter() - tick
+            self.r.free_slots.put(slot)
+            done += 1
+            if self.on_progress is not None:
+                self.on_progress(done, self.frame_count)
+        if done != self.frame_count:
+            raise RenderError(f"Rendered {done} of {self.frame_count} frames.")
+
+    def _drain_pending(self) -> None:
+        """Give every slot of an aborted run back, once its worker is done with it."""
+        while True:
+            try:
+                item = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                continue
+            slot, future = item
+            try:
+                future.result(timeout=30)
+            except Exception:  # the run is already failing; the slot is what matters
+                pass
+            self.r.free_slots.put(slot)
+
+
+def _result(future):
+    """A compositing future's result, waiting while watching for a dead worker."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise RenderError("A compositing worker process died (out of memory or killed); the render was stopped.") from None
+
+
+def _as_user_error(exc: BaseException) -> BaseException:
+    """Keep user-facing errors and interrupts; describe write failures of the output in one sentence."""
+    if isinstance(exc, (LipsyncError, KeyboardInterrupt)):
+        return exc
+    if isinstance(exc, OSError):
+        return RenderError(f"Writing the output failed: {exc}.")
+    return exc
+
+
+def render(audio: str | os.PathLike, model: str | os.PathLike, output: str | os.PathLike, **options) -> RenderResult:
+    """Render one audio file with a package: ``render("speech.wav", "demo", "out.mp4", batch_size=8)``."""
+    with Renderer(model, RenderOptions(**options)) as renderer:
+        return renderer.render(audio, output)
