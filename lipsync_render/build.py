@@ -256,8 +256,9 @@ def video_size(path: Path) -> tuple[int, int]:
         return int(stream.codec_context.width), int(stream.codec_context.height)
 
 
-def video_frames(path: Path, frame_count: int, width: int, height: int, count_origin: Path) -> Iterator[np.ndarray]:
-    """BGR frames decoded with PyAV, one at a time; the video must hold exactly ``frame_count`` frames."""
+def video_frames(path: Path, frame_count: int, width: int, height: int, count_origin: str) -> Iterator[np.ndarray]:
+    """BGR frames decoded with PyAV, one at a time; the video must hold exactly ``frame_count`` frames
+    (``count_origin`` says where that number comes from, e.g. "landmarks/ has 12 landmark files")."""
     import av
 
     with open_video(path) as container:
@@ -277,7 +278,7 @@ def video_frames(path: Path, frame_count: int, width: int, height: int, count_or
         except av.FFmpegError as exc:
             raise PackageError(f"Cannot decode video {path} at frame {decoded} ({exc}).") from None
     if decoded != frame_count:
-        raise PackageError(f"{path} has {decoded} frames but {count_origin} has {frame_count}.")
+        raise PackageError(f"{path} has {decoded} frames but {count_origin}.")
 
 
 def synctalk2d_source(dataset: Path, video: Path | None) -> DatasetSource:
@@ -285,12 +286,11 @@ def synctalk2d_source(dataset: Path, video: Path | None) -> DatasetSource:
     landmarks_dir = dataset / LANDMARKS_DIR
     if video is not None:
         width, height = video_size(video)
-        frame_files = None
         lms_count = len(numbered_files(landmarks_dir, ".lms")) if landmarks_dir.is_dir() else 0
         if lms_count == 0:
             raise PackageError(f"Landmark directory {landmarks_dir} has no <i>.lms files for the frames of {video}.")
         rects = landmark_rects(landmarks_dir, None, lms_count, video)
-        frames = partial(video_frames, video, lms_count, width, height, landmarks_dir)
+        frames = partial(video_frames, video, lms_count, width, height, f"{landmarks_dir} has {lms_count} landmark files")
         frames_origin = video
     else:
         frames_dir = dataset / FRAMES_DIR
@@ -349,7 +349,7 @@ def sanders_source(dataset: Path, video: Path | None) -> DatasetSource:
         frame_count=len(rects),
         width=width,
         height=height,
-        frames=partial(video_frames, video, len(rects), width, height, rects_path),
+        frames=partial(video_frames, video, len(rects), width, height, f"{rects_path} has {len(rects)} rectangles"),
         frames_origin=video,
         rects=rects,
         rects_origin=rects_path,
@@ -396,9 +396,13 @@ def check_model(path: str | os.PathLike, role: str) -> None:
         and _shape_fits(outputs[0][1], output_shape)
     )
     if not fits:
-        found = " + ".join(f"{name} {dims}" for name, dims in inputs) + " -> " + (
-            f"{outputs[0][0]} {outputs[0][1]}" if outputs else "nothing")
+        found = " + ".join(f"{name} {_dims(dims)}" for name, dims in inputs) + " -> " + (
+            f"{outputs[0][0]} {_dims(outputs[0][1])}" if outputs else "nothing")
         raise PackageError(f"The {role} model {path} does not fit the contract: it has {found}; expected {expected}.")
+
+
+def _dims(dims: list) -> str:
+    return "[" + ", ".join(map(str, dims)) + "]"
 
 
 def _contract(shape: tuple) -> str:

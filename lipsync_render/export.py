@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -312,7 +313,9 @@ def _export(model, example: tuple, dest: Path, input_names: list[str], output_na
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript.
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 model, example, str(tmp),
                 input_names=input_names, output_names=output_names,

@@ -256,8 +256,8 @@ class _Run:
                 thread.join(timeout=10)
             self._drain_pending()
             if isinstance(exc, _Cancelled) and self.failure is not None:
-                raise _as_user_error(self.failure) from None
-            raise _as_user_error(exc) from None
+                exc = self.failure
+            raise _as_user_error(exc, self.output_path) from None
         for thread in threads:
             thread.join()
         total = time.perf_counter() - start
@@ -401,12 +401,12 @@ def _result(future):
         raise RenderError("A compositing worker process died (out of memory or killed); the render was stopped.") from None
 
 
-def _as_user_error(exc: BaseException) -> BaseException:
-    """Keep user-facing errors and interrupts; describe write failures of the output in one sentence."""
+def _as_user_error(exc: BaseException, output: Path) -> BaseException:
+    """Keep user-facing errors and interrupts; describe write failures in one sentence."""
     if isinstance(exc, (LipsyncError, KeyboardInterrupt)):
         return exc
     if isinstance(exc, OSError):
-        return RenderError(f"Writing the output failed: {exc}.")
+        return RenderError(f"Could not write {getattr(exc, 'filename', None) or output}: {exc.strerror or exc}.")
     return exc
 
 

@@ -31,12 +31,13 @@ class ProgressReporter:
                 result = render(None)
         except LipsyncError as exc:
             result = RenderResult(input=str(path), output=None, status="error", error=str(exc))
-            self.console.print(f"error: {path}: {exc}", markup=False)
+            where = "" if str(path) in str(exc) else f"{path}: "
+            self.console.print(f"error: {where}{exc}", markup=False, soft_wrap=True)
         else:
             if self.enabled:
                 self.console.print(
                     f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio, "
-                    f"{result.fps:.1f} fps", markup=False)
+                    f"{result.fps:.1f} fps", markup=False, soft_wrap=True)
         self.results.append(result)
         return result
 
@@ -56,4 +57,4 @@ class ProgressReporter:
         """One closing line when several files were rendered or any failed."""
         failed = sum(r.status != "ok" for r in self.results)
         if self.enabled and (len(self.results) > 1 or failed):
-            self.console.print(f"{len(self.results) - failed} rendered, {failed} failed", markup=False)
+            self.console.print(f"{len(self.results) - failed} rendered, {failed} failed", markup=False, soft_wrap=True)

@@ -11,3 +11,26 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"shared reference data not found at {SHARED_DIR}")
     return SHARED_DIR
+
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = PROJECT_DIR / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory) -> Path:
+    """A synthetic package with cheap models and 12 full-size frames."""
+    from lipsync_render.synth import synth_package
+
+    return synth_package(tmp_path_factory.mktemp("packages") / "tiny", frames=12, tiny=True, seed=3)
+
+
+@pytest.fixture(scope="session")
+def short_wav(tmp_path_factory) -> Path:
+    """The first 1.3 s of the example speech, 16 kHz mono."""
+    import soundfile as sf
+
+    samples, rate = sf.read(EXAMPLES_DIR / "hello.wav", dtype="int16")
+    path = tmp_path_factory.mktemp("audio") / "short.wav"
+    sf.write(path, samples[: int(1.3 * rate)], rate)
+    return path
