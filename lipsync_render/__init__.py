@@ -4,4 +4,15 @@ __version__ = "0.1.0"
 
 from lipsync_render.errors import AudioError, DeviceError, LipsyncError, PackageError, RenderError
 
-__all__ = ["AudioError", "DeviceError", "LipsyncError", "PackageError", "RenderError", "__version__"]
+
+def __getattr__(name: str):
+    """Import the pipeline lazily, so `lipsync --help` and the errors stay cheap to import."""
+    if name in ("Renderer", "RenderOptions", "RenderResult", "render"):
+        from lipsync_render import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)
+
+
+__all__ = ["AudioError", "DeviceError", "LipsyncError", "PackageError", "RenderError", "RenderOptions",
+           "RenderResult", "Renderer", "__version__", "render"]
