@@ -149,7 +149,7 @@ def _model_with_wrong_audio_shape(path: Path) -> None:
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
     node = helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["output"])
     graph = helper.make_graph([node], "wrong", [visual, audio], [output], [starts, ends, axes])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
 
 
 def test_model_that_breaks_the_contract(package):
