@@ -169,10 +169,12 @@ def render_command(
     workers: int = typer.Option(1, "--workers", "-w", help="Compositing processes (0: in this process)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda[:N] or tensorrt."),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (GPU) or int8 (CPU, cached)."),
     start_frame: int = typer.Option(0, "--start-frame", help="Phase of the background loop."),
     loop: str = typer.Option("pingpong", "--loop", help="pingpong (reference) or forward."),
     crf: int = typer.Option(18, "--crf", help="H.264 quality (lower is better)."),
     preset: str = typer.Option("veryfast", "--preset", help="x264 preset."),
+    features: str = typer.Option("audio", "--features", help="audio, or package (its pre-extracted aud_ave.npy)."),
     frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write the composited frames here."),
     frames_format: str = typer.Option("jpg", "--frames-format", help="jpg (quality 75) or png."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that fails."),
@@ -185,16 +187,17 @@ def render_command(
 
     if output is not None and len(audio) > 1:
         fail("-o/--output takes one audio file; use --out-dir for several.", 2)
-    options = RenderOptions(batch_size=batch_size, workers=workers, device=device, threads=threads,
-                            start_frame=start_frame, loop=loop, crf=crf, preset=preset, frames_format=frames_format)
+    options = RenderOptions(batch_size=batch_size, workers=workers, device=device, threads=threads, precision=precision,
+                            start_frame=start_frame, loop=loop, crf=crf, preset=preset, frames_format=frames_format,
+                            features=features)
     options.check()
     reporter = ProgressReporter(enabled=not quiet)
     failures = 0
     with Renderer(model, options) as renderer:
         for path in audio:
             target = output or (out_dir or Path(".")) / f"{path.stem}.mp4"
-            renderer.options.frames_dir = (frames_dir / path.stem if len(audio) > 1 else frames_dir) if frames_dir else None
-            result = reporter.run(path, lambda progress: renderer.render(path, target, progress))
+            images = (frames_dir / path.stem if len(audio) > 1 else frames_dir) if frames_dir else None
+            result = reporter.run(path, lambda progress: renderer.render(path, target, progress, frames_dir=images))
             failures += result.status != "ok"
             if json_lines:
                 typer.echo(json.dumps(result.to_dict()))

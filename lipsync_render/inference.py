@@ -112,6 +112,27 @@ def make_session(model: Path, device: str = "auto", threads: int = 0, cache_dir:
     return session
 
 
+def gpu_name(index: int = 0) -> str | None:
+    """The NVIDIA GPU's name from nvidia-smi, or None when there is none."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", str(index)],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def check_precision(precision: str, session) -> None:
+    """fp16 only where it pays: on CUDA or TensorRT, never silently on the CPU."""
+    if precision == "fp16" and execution_device(session) == "cpu":
+        raise DeviceError("fp16 needs a CUDA or TensorRT device; on the CPU use --precision int8 or fp32.")
+
+
 def execution_device(session) -> str:
     """'cuda', 'tensorrt' or 'cpu': where a session really runs."""
     first = session.get_providers()[0]

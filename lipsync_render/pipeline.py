@@ -28,8 +28,9 @@ from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
 from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.compositor import CompositorPool, FrameOutput
 from lipsync_render.errors import LipsyncError, RenderError
-from lipsync_render.inference import UNetRunner, default_threads, make_session
+from lipsync_render.inference import UNetRunner, check_precision, default_threads, make_session
 from lipsync_render.package import Package, load_package
+from lipsync_render.precision import PRECISIONS, engine_cache_dir, unet_for_precision
 from lipsync_render.video import VideoWriter
 
 STAGES = ("audio", "prepare", "inference", "compositing", "encoding")
@@ -52,6 +53,7 @@ class RenderOptions:
     frames_format: str = "jpg"
     jpeg_quality: int = 75
     features: str = "audio"  # or "package": drive the UNet from the package's pre-extracted features
+    precision: str = "fp32"  # fp16 (GPU) or int8 (CPU, static QDQ quantisation cached beside the package)
 
     def check(self) -> None:
         if self.batch_size < 1:
@@ -64,6 +66,8 @@ class RenderOptions:
             raise LipsyncError(f"Frame format must be 'jpg' or 'png' (got '{self.frames_format}').")
         if self.features not in ("audio", "package"):
             raise LipsyncError(f"Features must come from 'audio' or 'package' (got '{self.features}').")
+        if self.precision not in PRECISIONS:
+            raise LipsyncError(f"Precision must be one of {', '.join(PRECISIONS)} (got '{self.precision}').")
         if self.start_frame < 0:
             raise LipsyncError(f"Start frame must be 0 or more (got {self.start_frame}).")
 
@@ -157,7 +161,10 @@ class Renderer:
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
         threads = self.options.threads or default_threads()
-        self.unet_session = make_session(self.package.unet_path, self.options.device, threads)
+        unet_path = unet_for_precision(self.package, self.options.precision)
+        self.unet_session = make_session(unet_path, self.options.device, threads,
+                                         engine_cache_dir(self.package, unet_path, self.options.device))
+        check_precision(self.options.precision, self.unet_session)
         self.encoder_session = make_session(self.package.encoder_path, self.options.device, 1)
         self.unet = UNetRunner(self.unet_session, self.options.batch_size)
         slots = 2 * self.options.batch_size + 2 * self.options.workers
@@ -182,12 +189,17 @@ class Renderer:
         self.close()
 
     def render(self, audio_path: str | os.PathLike, output_path: str | os.PathLike,
-               on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
-        """Render one audio file to an MP4 (written to a temporary name, renamed when complete)."""
+               on_progress: Callable[[int, int], None] | None = None,
+               frames_dir: str | os.PathLike | None = None) -> RenderResult:
+        """Render one audio file to an MP4 (written to a temporary name, renamed when complete).
+
+        ``frames_dir`` (default: the options') also receives every composited frame as an image.
+        """
         audio_path, output_path = Path(audio_path), Path(output_path)
         check_output_path(output_path)
         samples = load_audio(audio_path)
-        run = _Run(self, samples, audio_path, output_path, on_progress)
+        frames_dir = Path(frames_dir) if frames_dir is not None else self.options.frames_dir
+        run = _Run(self, samples, audio_path, output_path, on_progress, frames_dir)
         return run.execute()
 
 
@@ -206,7 +218,7 @@ class _Run:
     """One render: the stage threads, their queues, timings and cleanup."""
 
     def __init__(self, renderer: Renderer, samples: np.ndarray, audio_path: Path, output_path: Path,
-                 on_progress: Callable[[int, int], None] | None):
+                 on_progress: Callable[[int, int], None] | None, frames_dir: Path | None):
         self.r = renderer
         self.options = renderer.options
         self.package = renderer.package
@@ -223,13 +235,13 @@ class _Run:
         self.batches: queue.Queue = queue.Queue(depth)
         self.predictions: queue.Queue = queue.Queue(depth)
         self.pending: queue.Queue = queue.Queue()  # bounded by the ring's free slots
-        self.frame_output = FrameOutput(self.options.frames_dir, self.options.frames_format, self.options.jpeg_quality)
+        self.frame_output = FrameOutput(frames_dir, self.options.frames_format, self.options.jpeg_quality)
         self.features = self._feature_stream()
 
     def execute(self) -> RenderResult:
         start = time.perf_counter()
-        if self.options.frames_dir is not None:
-            self.options.frames_dir.mkdir(parents=True, exist_ok=True)
+        if self.frame_output.directory is not None:
+            self.frame_output.directory.mkdir(parents=True, exist_ok=True)
         partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
         threads = [threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
                    for stage in (self._prepare, self._infer, self._dispatch)]

@@ -15,8 +15,8 @@ Audio encoder (`enc.*`, mel window [1,80,16] -> 512 features), "loudness as a sp
   5..7 of the 16-frame window only, i.e. about 40j+62..40j+88 ms for window j. That is the 40 ms video frame the
   window belongs to as the centre row of a UNet block (see below), not a 200 ms average. Scaled so that loud
   speech is about 1.
-- block12 adds two hinges of L so block13 can apply a soft cap (slope 1 up to 1.0, 0.5 up to 1.5, then flat:
-  at most 1.25); loud shouts do not grow the mouth past the mouth area.
+- block12 adds two hinges of L so block13 can apply a soft cap (slope 1 up to 1.0, 0.5 up to 2.0, then flat:
+  at most 1.5); loud shouts do not grow the mouth past the mouth area.
 - block13 writes L times a fixed pattern P into the 512 features (both halves alike). The pipeline reshapes a
   frame's 16 feature rows C-order into the UNet's [32,16,16] audio input, so feature f lands at pixel
   (f // 16, f % 16) of a 16x16 map: the pattern *is* a picture, and this is where the mouth's position comes
@@ -68,8 +68,8 @@ Fill = Callable[[np.ndarray, np.ndarray], None]
 
 MEL_SILENCE = -4.0
 EXP_KNOTS = np.arange(-4.0, 4.0, 0.5)  # hinge positions of the piecewise-linear exp(mel) in enc.block1
-LOUDNESS_REFERENCE = 120.0  # summed amplitude (68 bins x 3 mel frames) that reads as loudness 1.0
-SOFT_CAP = ((1.0, 0.5), (1.5, 0.5))  # (knee, slope removed there): slope 1 -> 0.5 -> 0, at most 1.25
+LOUDNESS_REFERENCE = 100.0  # summed amplitude (68 bins x 3 mel frames) that reads as loudness 1.0
+SOFT_CAP = ((1.0, 0.5), (2.0, 0.5))  # (knee, slope removed there): slope 1 -> 0.5 -> 0, at most 1.5
 TIME_WEIGHTS = {7: 0.5 / 1.5, 8: 1.0 / 1.5}  # UNet time steps: the frame's own window and the previous one
 
 # The bump at the 10x10 bottleneck: one row times a flat-topped run of columns (outer product), and the 3x3
@@ -88,7 +88,7 @@ DECODER_KERNELS = {  # stage -> (row kernel, column kernel)
     "up4": (_BLUR, _BLUR),
 }
 
-MOUTH_THRESHOLD = 0.35  # the mouth opens where Lw * bump > c; bump peaks at 1, so it opens from Lw = 0.35
+MOUTH_THRESHOLD = 0.3  # the mouth opens where Lw * bump > c; bump peaks at 1, so it opens from Lw = 0.3
 MOUTH_RAMP = 0.12  # M above c over which the darkening fades in (soft edge), then it saturates
 MOUTH_LOGIT_SHIFT = np.array([2.0, 2.6, 2.2])  # B, G, R logit drop inside the mouth: skin -> dark red
 
