@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
+UNET_VISUAL_SHAPE = (6, 320, 320)
+UNET_AUDIO_SHAPE = (32, 16, 16)
+UNET_OUTPUT_SHAPE = (3, 320, 320)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?)$")
 
 
@@ -58,9 +61,13 @@ def cuda_driver_present() -> bool:
     return False
 
 
-def provider_plan(request: DeviceRequest, available: list[str], driver: bool, cache_dir: Path | None = None) -> list:
+def provider_plan(request: DeviceRequest, available: list[str], driver: bool, cache_dir: Path | None = None,
+                  cuda_graph: bool = False) -> list:
     """The providers to ask ONNX Runtime for, most preferred first (CPU always last)."""
-    cuda = (CUDA, {"device_id": request.index})
+    cuda_options = {"device_id": request.index}
+    if cuda_graph:
+        cuda_options["enable_cuda_graph"] = "1"  # replays one captured graph; needs IOBinding (UNetRunner)
+    cuda = (CUDA, cuda_options)
     if request.kind == "cpu":
         return [CPU]
     if request.kind == "auto":
@@ -87,12 +94,13 @@ def check_providers(request: DeviceRequest, plan: list, actual: list[str], model
                           "check the CUDA/cuDNN/TensorRT libraries with 'lipsync doctor'.")
 
 
-def make_session(model: Path, device: str = "auto", threads: int = 0, cache_dir: Path | None = None):
+def make_session(model: Path, device: str = "auto", threads: int = 0, cache_dir: Path | None = None,
+                 cuda_graph: bool = False):
     """An InferenceSession on the requested device, verified to really run there."""
     import onnxruntime as ort
 
     request = DeviceRequest.parse(device)
-    plan = provider_plan(request, available_providers(), cuda_driver_present(), cache_dir)
+    plan = provider_plan(request, available_providers(), cuda_driver_present(), cache_dir, cuda_graph)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
@@ -140,30 +148,61 @@ def execution_device(session) -> str:
 
 
 class UNetRunner:
-    """Runs the UNet in batches of a constant shape: the last batch is padded and the padding dropped."""
+    """Runs the UNet in batches of one constant shape through IOBinding into preallocated buffers.
+
+    The last batch is padded and the padding dropped. Buffers live on the session's device (GPU memory under
+    CUDA/TensorRT), so the graph always sees the same shapes and addresses: what CUDA graphs and TensorRT need.
+    """
 
     def __init__(self, session, batch_size: int):
+        import onnxruntime as ort
+
         inputs = session.get_inputs()
         self.session = session
-        self.visual_name, self.audio_name = inputs[0].name, inputs[1].name
-        self.output_name = session.get_outputs()[0].name
         fixed = inputs[0].shape[0]
         self.model_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
         self.batch_size = batch_size
+        self.step = self.model_batch or batch_size
+        device, index = device_of(session)
+        shapes = [(self.step, *UNET_VISUAL_SHAPE), (self.step, *UNET_AUDIO_SHAPE), (self.step, *UNET_OUTPUT_SHAPE)]
+        self.visual, self.audio, self.output = (
+            ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, index) for shape in shapes)
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(inputs[0].name, self.visual)
+        self.binding.bind_ortvalue_input(inputs[1].name, self.audio)
+        self.binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
 
     def run(self, visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
-        """UNet output (n, 3, 320, 320) for n <= batch_size visual/audio inputs."""
+        """UNet output (n, 3, 320, 320) float32 for n visual/audio inputs."""
         n = len(visual)
-        step = self.model_batch or self.batch_size
-        if n % step:
-            pad = step - n % step
-            visual = np.concatenate([visual, np.zeros((pad, *visual.shape[1:]), visual.dtype)])
-            audio = np.concatenate([audio, np.zeros((pad, *audio.shape[1:]), audio.dtype)])
-        outputs = [
-            self.session.run([self.output_name], {self.visual_name: visual[i:i + step], self.audio_name: audio[i:i + step]})[0]
-            for i in range(0, len(visual), step)
-        ]
-        return (outputs[0] if len(outputs) == 1 else np.concatenate(outputs))[:n]
+        result = np.empty((n, *UNET_OUTPUT_SHAPE), np.float32)
+        for first in range(0, n, self.step):
+            count = min(self.step, n - first)
+            self.visual.update_inplace(_padded(visual[first:first + count], self.step))
+            self.audio.update_inplace(_padded(audio[first:first + count], self.step))
+            self.session.run_with_iobinding(self.binding)
+            result[first:first + count] = self.output.numpy()[:count]
+        return result
+
+    def warm_up(self) -> None:
+        """One run on zeros: allocations, kernel selection and TensorRT engine builds happen before timing."""
+        self.session.run_with_iobinding(self.binding)
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+    """A C-contiguous float32 batch of exactly ``size`` rows (zeros appended)."""
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if len(batch) == size:
+        return batch
+    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), np.float32)])
+
+
+def device_of(session) -> tuple[str, int]:
+    """The OrtValue device ('cuda' or 'cpu') and index a session runs on."""
+    if execution_device(session) == "cpu":
+        return "cpu", 0
+    options = session.get_provider_options().get(CUDA) or session.get_provider_options().get(TENSORRT) or {}
+    return "cuda", int(options.get("device_id", 0))
 
 
 def default_threads() -> int:

@@ -28,10 +28,10 @@ from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
 from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.compositor import CompositorPool, FrameOutput
 from lipsync_render.errors import LipsyncError, RenderError
-from lipsync_render.inference import UNetRunner, check_precision, default_threads, make_session
+from lipsync_render.inference import UNetRunner, check_precision, default_threads, execution_device, make_session
 from lipsync_render.package import Package, load_package
 from lipsync_render.precision import PRECISIONS, engine_cache_dir, unet_for_precision
-from lipsync_render.video import VideoWriter
+from lipsync_render.video import VideoWriter, select_video_encoder
 
 STAGES = ("audio", "prepare", "inference", "compositing", "encoding")
 POLL_SECONDS = 0.1
@@ -54,6 +54,8 @@ class RenderOptions:
     jpeg_quality: int = 75
     features: str = "audio"  # or "package": drive the UNet from the package's pre-extracted features
     precision: str = "fp32"  # fp16 (GPU) or int8 (CPU, static QDQ quantisation cached beside the package)
+    cuda_graph: bool = False  # CUDA only: capture the UNet once and replay it
+    encoder: str = "auto"  # video encoder: auto (h264_nvenc when it really opens, else libx264), libx264, nvenc
 
     def check(self) -> None:
         if self.batch_size < 1:
@@ -163,10 +165,14 @@ class Renderer:
         threads = self.options.threads or default_threads()
         unet_path = unet_for_precision(self.package, self.options.precision)
         self.unet_session = make_session(unet_path, self.options.device, threads,
-                                         engine_cache_dir(self.package, unet_path, self.options.device))
+                                         engine_cache_dir(self.package, unet_path, self.options.device),
+                                         self.options.cuda_graph)
         check_precision(self.options.precision, self.unet_session)
+        self.video_codec = select_video_encoder(self.options.encoder)
         self.encoder_session = make_session(self.package.encoder_path, self.options.device, 1)
         self.unet = UNetRunner(self.unet_session, self.options.batch_size)
+        if execution_device(self.unet_session) != "cpu":
+            self.unet.warm_up()  # engine builds, cuDNN autotuning and graph capture happen here, not mid-render
         slots = 2 * self.options.batch_size + 2 * self.options.workers
         self.pool = CompositorPool(self.package.frames_path, self.package.width, self.package.height, slots,
                                    self.options.workers)
@@ -250,7 +256,7 @@ class _Run:
         writer = None
         try:
             writer = VideoWriter(partial, self.package.width, self.package.height, self.package.fps,
-                                 self.audio_path, self.options.crf, self.options.preset)
+                                 self.audio_path, self.options.crf, self.options.preset, self.r.video_codec)
             for thread in threads:
                 thread.start()
             self._write_frames(writer)

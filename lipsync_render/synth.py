@@ -92,7 +92,7 @@ def _draw_head(frame: np.ndarray, skin: np.ndarray, cx: float, cy: float, width:
              max(1, int(1.2 * unit)), cv2.LINE_AA)
 
 
-def build_models(seed: int = 0, tiny: bool = False, weights: str = "random") -> tuple[bytes, bytes]:
+def build_models(seed: int = 0, tiny: bool = False, weights: str = "constructed") -> tuple[bytes, bytes]:
     """Serialized (unet, encoder) ONNX models: true architectures (or tiny stand-ins) with made-up weights."""
     from lipsync_render import architectures
 
@@ -108,7 +108,7 @@ def build_models(seed: int = 0, tiny: bool = False, weights: str = "random") -> 
 
 
 def synth_package(dest: str | Path, name: str | None = None, frames: int = 100, size: tuple[int, int] = (1280, 720),
-                  seed: int = 0, tiny: bool = False, weights: str = "random") -> Path:
+                  seed: int = 0, tiny: bool = False, weights: str = "constructed") -> Path:
     """Write a complete synthetic package to ``dest`` and return its path."""
     dest = Path(dest)
     width, height = size

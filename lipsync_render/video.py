@@ -16,6 +16,34 @@ FALLBACK_AUDIO_RATE = 48000
 AUDIO_BLOCK = 4096
 
 
+ENCODERS = {"libx264": "libx264", "nvenc": "h264_nvenc"}
+
+
+def encoder_opens(codec: str) -> bool:
+    """Whether FFmpeg can really open this H.264 encoder here (NVENC needs a GPU and driver)."""
+    try:
+        context = av.CodecContext.create(codec, "w")
+        context.width, context.height, context.pix_fmt = 256, 144, "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.open()
+        return True
+    except (av.FFmpegError, ValueError, OSError):
+        return False
+
+
+def select_video_encoder(name: str = "auto") -> str:
+    """The FFmpeg encoder for auto, libx264 or nvenc; an explicit nvenc that cannot open is an error."""
+    from lipsync_render.errors import DeviceError
+
+    if name == "auto":
+        return "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
+    if name not in ENCODERS:
+        raise DeviceError(f"Unknown video encoder '{name}': use auto, libx264 or nvenc.")
+    if not encoder_opens(ENCODERS[name]):
+        raise DeviceError(f"The {ENCODERS[name]} encoder cannot be opened on this machine (no NVIDIA GPU or driver?).")
+    return ENCODERS[name]
+
+
 class AudioTrack:
     """The input file's audio, read in blocks at an AAC-compatible rate (its own, else 48 kHz), mono or stereo."""
 

@@ -33,6 +33,12 @@ def test_auto_uses_cuda_only_with_provider_and_driver():
     assert provider_plan(auto, [CPU], driver=True) == [CPU]
 
 
+def test_cuda_graph_is_a_cuda_provider_option():
+    plan = provider_plan(DeviceRequest("cuda"), ALL, driver=True, cuda_graph=True)
+    assert plan[0] == (CUDA, {"device_id": 0, "enable_cuda_graph": "1"})
+    assert provider_plan(DeviceRequest("cpu"), ALL, driver=True, cuda_graph=True) == [CPU]
+
+
 def test_explicit_cuda_without_provider_or_driver_is_an_error():
     with pytest.raises(DeviceError, match="no CUDA provider"):
         provider_plan(DeviceRequest("cuda"), [CPU], driver=True)
@@ -98,3 +104,16 @@ def test_runner_loops_over_a_static_batch_one_model(tmp_path):
     x = np.random.default_rng(1).random((5, 6, 320, 320), dtype=np.float32)
     out = runner.run(x, np.zeros((5, 32, 16, 16), np.float32))
     assert np.allclose(out, 1 / (1 + np.exp(-x[:, :3])), atol=1e-6)
+
+
+def test_video_encoder_selection():
+    from lipsync_render.video import encoder_opens, select_video_encoder
+
+    assert select_video_encoder("libx264") == "libx264"
+    expected = "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
+    assert select_video_encoder("auto") == expected
+    if expected == "libx264":
+        with pytest.raises(DeviceError, match="h264_nvenc encoder cannot be opened"):
+            select_video_encoder("nvenc")
+    with pytest.raises(DeviceError, match="Unknown video encoder"):
+        select_video_encoder("hevc")

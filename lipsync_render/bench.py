@@ -1,0 +1,710 @@
+"""Benchmarks of the real render pipeline: per-stage timings, cold and warm throughput, stage ceilings.
+
+``run_bench`` renders the same audio at each batch size with :class:`Renderer` to a temporary MP4 (the path
+``lipsync render`` takes) and measures, in the same run, what each part could do on its own:
+
+- model only: the UNet in an ONNX Runtime loop on random inputs of the batch shape (the render's own
+  session, so the same device and threads);
+- without the UNet: the same pipeline with a trivially cheap UNet (same frames, audio encoder and options);
+- encoder: bare libx264 on the package's frames at the same preset and CRF, no audio.
+
+Stage times are the busy seconds each pipeline thread reports. The stages overlap, so they add up to more than
+the wall time; the slowest one sets the pace. Per-batch figures are per-frame figures times the batch size.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lipsync_render import __version__
+from lipsync_render.audio import SAMPLE_RATE, load_audio
+from lipsync_render.errors import LipsyncError, PackageError, RenderError
+from lipsync_render.features import VIDEO_FPS, frame_count_for_audio
+from lipsync_render.inference import UNetRunner, default_threads
+from lipsync_render.package import ModelIO, Package, read_model_io
+from lipsync_render.pipeline import STAGES, Renderer, RenderOptions, RenderResult, frame_schedule
+
+ENCODER = "libx264"
+SPEECH_SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello.wav"
+SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640: N frames of audio make exactly N video frames
+RSS_POLL_SECONDS = 0.05
+MB = 1024 * 1024
+CEILING_NAMES = {"model_only_fps": "UNet", "without_unet_fps": "rest of pipeline", "encode_fps": "x264"}
+
+
+@dataclass
+class BenchSettings:
+    """What was benchmarked and how."""
+
+    model: str
+    frames: int
+    audio: str  # the file rendered, or how it was generated
+    audio_seconds: float
+    features: str
+    batch_sizes: list[int]
+    warmup: int
+    repeat: int
+    device: str
+    workers: int
+    threads: int  # effective ONNX Runtime threads
+    preset: str
+    crf: int
+
+
+@dataclass
+class BenchRow:
+    """Results at one batch size. FPS are frames per wall second; ``end_to_end`` covers the whole render."""
+
+    batch_size: int
+    frames: int
+    stage_ms_per_batch: dict[str, float]  # busy ms of each stage per batch of batch_size frames (median run)
+    stage_ms_per_frame: dict[str, float]
+    total_ms_per_batch: float  # wall ms per batch of batch_size frames (median run)
+    ms_per_frame: float
+    end_to_end_fps: float  # median of the warm runs
+    end_to_end_fps_min: float
+    end_to_end_fps_max: float
+    warm_seconds: list[float]  # wall seconds of each warm run
+    cold_seconds: float  # Renderer creation (package check, sessions, workers) to finished file of the first run
+    cold_fps: float
+    load_seconds: float  # Renderer creation alone
+    realtime_factor: float  # audio seconds per wall second (above 1: faster than real time)
+    peak_rss_mb: float  # resident memory of this process plus its compositing workers, sampled
+    model_only_fps: float | None = None
+    without_unet_fps: float | None = None
+    efficiency: float | None = None  # end_to_end_fps / the lowest ceiling
+    bound_by: str | None = None  # the stage with the lowest ceiling
+    providers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Ceilings:
+    """How the stage ceilings were measured; the per-batch-size ones are in the rows."""
+
+    encode_fps: float | None  # bare libx264 on the package's frames, no audio
+    encode_frames: int
+    encoder: str
+    preset: str
+    crf: int
+    width: int
+    height: int
+    model_only: str = "UNet session.run loop on random inputs of the batch shape, as many batches as a render, median"
+    without_unet: str = "the same pipeline and options with a 1x1-conv stand-in UNet, median of the warm runs"
+
+
+@dataclass
+class HostInfo:
+    """The machine and libraries the numbers come from."""
+
+    cpu: str
+    logical_cores: int
+    physical_cores: int | None
+    usable_cores: int
+    memory_gb: float
+    gpu: str | None
+    onnxruntime: str
+    available_providers: list[str]
+    providers: list[str]  # what the sessions actually run on
+    pyav: str
+    ffmpeg: str
+    ffmpeg_libraries: dict[str, str]
+    encoder: str
+    preset: str
+    crf: int
+    python: str
+    platform: str
+    lipsync_render: str
+    date: str
+
+
+@dataclass
+class BenchReport:
+    """Everything one ``lipsync bench`` run measured."""
+
+    settings: BenchSettings
+    rows: list[BenchRow]
+    ceilings: Ceilings
+    host: HostInfo
+    max_rss_mb: float  # peak resident memory of the benchmarking process itself (ru_maxrss)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_bench(
+    model: str | os.PathLike,
+    batch_sizes: Sequence[int] = (1, 4, 8, 25),
+    frames: int | None = None,
+    audio: str | os.PathLike | None = None,
+    features: str = "audio",
+    warmup: int = 1,
+    repeat: int = 3,
+    device: str = "auto",
+    workers: int = 1,
+    threads: int = 0,
+    preset: str = "veryfast",
+    crf: int = 18,
+    ceilings: bool = True,
+    on_progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Benchmark ``model`` at each batch size on ``audio`` (or ``frames`` frames of generated speech).
+
+    With neither ``frames`` nor ``audio``, 100 frames (4 s) are rendered.
+    """
+    batch_sizes = check_batch_sizes(batch_sizes)
+    if warmup < 0 or repeat < 1:
+        raise LipsyncError(f"Warm-up must be 0 or more and repeat 1 or more (got {warmup} and {repeat}).")
+    if frames is not None and audio is not None:
+        raise LipsyncError("Give either a frame count or an audio file, not both.")
+    say = on_progress or (lambda message: None)
+    options = RenderOptions(device=device, workers=workers, threads=threads, preset=preset, crf=crf, features=features)
+    options.check()
+    with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
+        workdir = Path(tmp)
+        if audio is None:
+            frames = 100 if frames is None else frames
+            audio_path, audio_label = write_speech_wav(workdir / "speech.wav", frames), speech_label(frames)
+        else:
+            audio_path, audio_label = Path(audio), str(audio)
+        samples = load_audio(audio_path)
+        frame_total = frame_count_for_audio(len(samples))
+        settings = BenchSettings(str(model), frame_total, audio_label, len(samples) / SAMPLE_RATE, features,
+                                 batch_sizes, warmup, repeat, device, workers, threads or default_threads(), preset, crf)
+        rows, package = [], None
+        for batch_size in batch_sizes:
+            say(f"batch {batch_size}: cold run, {warmup} warm-up, {repeat} timed")
+            row, package = bench_batch_size(model, audio_path, settings, batch_size, workdir, ceilings)
+            if ceilings:
+                say(f"batch {batch_size}: ceilings (UNet only, pipeline without the UNet)")
+                row.without_unet_fps = without_unet_fps(package, audio_path, settings, batch_size, workdir)
+            rows.append(row)
+        encode_fps = None
+        if ceilings:
+            say(f"bare {ENCODER} ceiling, {frame_total} frames")
+            encode_fps = encode_only_fps(package, frame_total, preset, crf, workdir / "encode.mp4")
+        for row in rows:
+            set_efficiency(row, encode_fps)
+    providers = rows[0].providers if rows else []
+    return BenchReport(
+        settings=settings,
+        rows=rows,
+        ceilings=Ceilings(encode_fps, frame_total, ENCODER, preset, crf, package.width, package.height),
+        host=host_info(providers, preset, crf),
+        max_rss_mb=max_rss_mb(),
+    )
+
+
+def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
+    """Batch sizes in the given order without repeats; each at least 1."""
+    sizes = list(dict.fromkeys(int(b) for b in batch_sizes))
+    if not sizes or min(sizes) < 1:
+        raise LipsyncError(f"Batch sizes must be one or more integers of at least 1 (got {list(batch_sizes)}).")
+    return sizes
+
+
+def bench_batch_size(model, audio_path: Path, settings: BenchSettings, batch_size: int, workdir: Path,
+                     ceilings: bool) -> tuple[BenchRow, Package]:
+    """Cold run, warm-up and timed runs at one batch size (plus the UNet-only ceiling, on the same session)."""
+    options = render_options(settings, batch_size)
+    output = workdir / f"bench_b{batch_size}.mp4"
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        renderer = Renderer(model, options)
+        try:
+            check_features(renderer.package, settings.features)
+            load_seconds = time.perf_counter() - start
+            renderer.render(audio_path, output)
+            cold_seconds = time.perf_counter() - start
+            for _ in range(settings.warmup):
+                renderer.render(audio_path, output)
+            runs = [timed_render(renderer, audio_path, output) for _ in range(settings.repeat)]
+            model_fps = None
+            if ceilings:
+                batches = math.ceil(settings.frames / batch_size)
+                model_fps = unet_only_fps(renderer.unet, batch_size, batches)
+            providers = renderer.providers
+        finally:
+            renderer.close()
+    row = make_row(batch_size, settings.frames, settings.audio_seconds, runs, cold_seconds, load_seconds,
+                   memory.peak_bytes / MB, providers)
+    row.model_only_fps = model_fps
+    return row, renderer.package
+
+
+def render_options(settings: BenchSettings, batch_size: int) -> RenderOptions:
+    return RenderOptions(batch_size=batch_size, workers=settings.workers, device=settings.device,
+                         threads=settings.threads, preset=settings.preset, crf=settings.crf, features=settings.features)
+
+
+def check_features(package: Package, features: str) -> None:
+    if features == "package" and package.features is None:
+        raise PackageError(f"Package '{package.name}' has no pre-extracted features (aud_ave.npy) for --features package.")
+
+
+def timed_render(renderer: Renderer, audio_path: Path, output: Path) -> tuple[float, RenderResult]:
+    """Wall seconds of one whole render call (audio loading included) and its result."""
+    start = time.perf_counter()
+    result = renderer.render(audio_path, output)
+    return time.perf_counter() - start, result
+
+
+def make_row(batch_size: int, frames: int, audio_seconds: float, runs: list[tuple[float, RenderResult]],
+             cold_seconds: float, load_seconds: float, peak_rss_mb: float, providers: list[str]) -> BenchRow:
+    """Per-batch and per-frame figures from the timed runs (medians; min and max of the wall time)."""
+    walls = [wall for wall, _ in runs]
+    wall = statistics.median(walls)
+    per_frame = {stage: 1000 * statistics.median(r.seconds.get(stage, 0.0) for _, r in runs) / frames
+                 for stage in STAGES}
+    return BenchRow(
+        batch_size=batch_size,
+        frames=frames,
+        stage_ms_per_batch={stage: ms * batch_size for stage, ms in per_frame.items()},
+        stage_ms_per_frame=per_frame,
+        total_ms_per_batch=1000 * wall / frames * batch_size,
+        ms_per_frame=1000 * wall / frames,
+        end_to_end_fps=frames / wall,
+        end_to_end_fps_min=frames / max(walls),
+        end_to_end_fps_max=frames / min(walls),
+        warm_seconds=walls,
+        cold_seconds=cold_seconds,
+        cold_fps=frames / cold_seconds,
+        load_seconds=load_seconds,
+        realtime_factor=audio_seconds / wall,
+        peak_rss_mb=peak_rss_mb,
+        providers=list(providers),
+    )
+
+
+def set_efficiency(row: BenchRow, encode_fps: float | None) -> None:
+    """End-to-end FPS over the lowest ceiling, and which stage that ceiling belongs to."""
+    ceilings = {"model_only_fps": row.model_only_fps, "without_unet_fps": row.without_unet_fps, "encode_fps": encode_fps}
+    known = {name: fps for name, fps in ceilings.items() if fps}
+    if not known:
+        return
+    lowest = min(known, key=known.get)
+    row.bound_by = CEILING_NAMES[lowest]
+    row.efficiency = row.end_to_end_fps / known[lowest]
+
+
+# --- ceilings -------------------------------------------------------------------------------------------------
+
+
+def unet_only_fps(runner: UNetRunner, batch_size: int, batches: int, seed: int = 0) -> float:
+    """UNet frames per second on random inputs of the batch shape: median of ``batches`` runs after one warm-up."""
+    rng = np.random.default_rng(seed)
+    visual = rng.random((batch_size, 6, 320, 320), dtype=np.float32)
+    audio = rng.standard_normal((batch_size, 32, 16, 16), dtype=np.float32)
+    runner.run(visual, audio)
+    seconds = []
+    for _ in range(max(1, batches)):
+        tick = time.perf_counter()
+        runner.run(visual, audio)
+        seconds.append(time.perf_counter() - tick)
+    return batch_size / statistics.median(seconds)
+
+
+def without_unet_fps(package: Package, audio_path: Path, settings: BenchSettings, batch_size: int,
+                     workdir: Path) -> float:
+    """End-to-end FPS of the same render with a stand-in UNet that costs next to nothing."""
+    twin = tiny_unet_twin(package, workdir)
+    output = workdir / f"without_unet_b{batch_size}.mp4"
+    with Renderer(twin, render_options(settings, batch_size)) as renderer:
+        for _ in range(settings.warmup):
+            renderer.render(audio_path, output)
+        walls = [timed_render(renderer, audio_path, output)[0] for _ in range(settings.repeat)]
+    return settings.frames / statistics.median(walls)
+
+
+def tiny_unet_twin(package: Package, workdir: Path) -> Package:
+    """The package with its UNet swapped for the tiny stand-in (same frames, rectangles, encoder, features)."""
+    from lipsync_render.synth import build_models
+
+    path = workdir / "tiny_unet.onnx"
+    if not path.exists():
+        path.write_bytes(build_models(tiny=True)[0])
+    inputs, outputs = read_model_io(path)
+    io_names = ModelIO([name for name, _ in inputs], [name for name, _ in outputs])
+    return dataclasses.replace(package, unet_path=path, unet_io=io_names)
+
+
+def encode_only_fps(package: Package, frames: int, preset: str, crf: int, path: Path) -> float:
+    """Frames per second of bare H.264 encoding (time in the encoder only) of the frames a render would show."""
+    import cv2
+
+    from lipsync_render.video import VideoWriter
+
+    writer = VideoWriter(path, package.width, package.height, package.fps, None, crf, preset, ENCODER)
+    busy = 0.0
+    try:
+        for index in frame_schedule(frames, package.frame_count):
+            planes = cv2.cvtColor(np.asarray(package.frames[index]), cv2.COLOR_BGR2YUV_I420)
+            tick = time.perf_counter()
+            writer.write_i420(planes)
+            busy += time.perf_counter() - tick
+        tick = time.perf_counter()
+        writer.close()
+        busy += time.perf_counter() - tick
+    except BaseException:
+        writer.abort()
+        raise
+    return frames / busy
+
+
+# --- inputs ---------------------------------------------------------------------------------------------------
+
+
+def write_speech_wav(path: Path, frames: int) -> Path:
+    """A 16 kHz mono WAV of exactly ``frames`` / 25 s: examples/hello.wav looped and cut to length.
+
+    Without the example (an installed wheel has no examples/), a synthetic voiced signal stands in: a 120 Hz
+    harmonic buzz in syllable-rate bursts. The content does not change the cost of any stage.
+    """
+    import soundfile as sf
+
+    if frames < 1:
+        raise LipsyncError(f"Frame count must be at least 1 (got {frames}).")
+    count = frames * SAMPLES_PER_FRAME
+    source = load_audio(SPEECH_SAMPLE) if SPEECH_SAMPLE.is_file() else synthetic_speech(count)
+    samples = np.resize(source, count)  # repeats the clip as often as needed, then cuts
+    sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def speech_label(frames: int) -> str:
+    source = "examples/hello.wav looped" if SPEECH_SAMPLE.is_file() else "synthetic voiced bursts"
+    return f"{source}, cut to {frames} frames ({frames / VIDEO_FPS:g} s)"
+
+
+def synthetic_speech(count: int, seed: int = 0) -> np.ndarray:
+    """Speech-like 16 kHz audio: harmonics of a wavering 120 Hz pitch, gated into ~4 Hz syllables, plus breath noise."""
+    t = np.arange(count) / SAMPLE_RATE
+    pitch = 120 + 15 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    syllables = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 2
+    noise = np.random.default_rng(seed).normal(0, 0.02, count)
+    return (0.25 * voice * syllables + noise).astype(np.float32)
+
+
+# --- memory and host ------------------------------------------------------------------------------------------
+
+
+class PeakRSS:
+    """Samples the resident memory of this process plus its children (compositing workers) in a thread.
+
+    Shared pages (the frame ring, memory-mapped package frames) count once per process that touches them, so
+    the sum is an upper bound on what the render really holds.
+    """
+
+    def __init__(self, interval: float = RSS_POLL_SECONDS):
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        import psutil
+
+        process = psutil.Process()
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # a worker that just exited
+                continue
+        self.peak_bytes = max(self.peak_bytes, total)
+
+
+def max_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MB if sys.platform == "darwin" else peak / 1024
+
+
+def host_info(providers: list[str], preset: str, crf: int) -> HostInfo:
+    """CPU, memory, GPU, ONNX Runtime, PyAV/FFmpeg versions and the date."""
+    import av
+    import onnxruntime as ort
+    import psutil
+
+    libraries = {name: ".".join(map(str, version)) for name, version in av.library_versions.items()}
+    return HostInfo(
+        cpu=cpu_model(),
+        logical_cores=os.cpu_count() or 1,
+        physical_cores=psutil.cpu_count(logical=False),
+        usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        memory_gb=round(psutil.virtual_memory().total / 1024**3, 1),
+        gpu=gpu_name(),
+        onnxruntime=ort.__version__,
+        available_providers=list(ort.get_available_providers()),
+        providers=list(providers),
+        pyav=av.__version__,
+        ffmpeg=str(getattr(av, "ffmpeg_version_info", "") or f"libavcodec {libraries.get('libavcodec', '?')}"),
+        ffmpeg_libraries=libraries,
+        encoder=ENCODER,
+        preset=preset,
+        crf=crf,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        lipsync_render=__version__,
+        date=datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+    )
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_name() -> str | None:
+    """GPU names from nvidia-smi (comma-joined), or None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=15, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return "; ".join(names) or None
+
+
+# --- formatters -----------------------------------------------------------------------------------------------
+
+
+def to_json(report: BenchReport) -> str:
+    return json.dumps(report.to_dict(), indent=2) + "\n"
+
+
+def flat_row(row: BenchRow, encode_fps: float | None) -> dict:
+    """One CSV line: the row's fields with the stage dictionaries spread into columns."""
+    flat = {"batch_size": row.batch_size, "frames": row.frames}
+    for stage in STAGES:
+        flat[f"{stage}_ms_per_batch"] = row.stage_ms_per_batch[stage]
+        flat[f"{stage}_ms_per_frame"] = row.stage_ms_per_frame[stage]
+    for name, value in asdict(row).items():
+        if name not in flat and name not in ("stage_ms_per_batch", "stage_ms_per_frame"):
+            flat[name] = " ".join(f"{v:.4f}" for v in value) if name == "warm_seconds" else value
+    flat["providers"] = "+".join(row.providers)
+    flat["encode_fps"] = encode_fps
+    return {name: round(value, 4) if isinstance(value, float) else value for name, value in flat.items()}
+
+
+def to_csv(report: BenchReport) -> str:
+    lines = [flat_row(row, report.ceilings.encode_fps) for row in report.rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(lines[0]) if lines else ["batch_size"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(lines)
+    return buffer.getvalue()
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ms(row: BenchRow, stage: str) -> str:
+    return f"{row.stage_ms_per_batch[stage]:.1f} / {row.stage_ms_per_frame[stage]:.2f}"
+
+
+STAGE_HEADERS = ("batch", *STAGES, "total ms/batch", "ms/frame")
+THROUGHPUT_HEADERS = ("batch", "end-to-end FPS (min-max)", "cold s (FPS)", "RTF", "model-only FPS",
+                      "without-UNet FPS", "efficiency", "bound by", "peak RSS MB")
+
+
+def stage_cells(row: BenchRow) -> list[str]:
+    return [str(row.batch_size), *(_ms(row, stage) for stage in STAGES), f"{row.total_ms_per_batch:.1f}",
+            f"{row.ms_per_frame:.2f}"]
+
+
+def throughput_cells(row: BenchRow) -> list[str]:
+    efficiency = "-" if row.efficiency is None else f"{100 * row.efficiency:.0f}%"
+    return [str(row.batch_size),
+            f"{row.end_to_end_fps:.1f} ({row.end_to_end_fps_min:.1f}-{row.end_to_end_fps_max:.1f})",
+            f"{row.cold_seconds:.2f} ({row.cold_fps:.1f})", f"{row.realtime_factor:.2f}x",
+            _num(row.model_only_fps), _num(row.without_unet_fps), efficiency, row.bound_by or "-",
+            f"{row.peak_rss_mb:.0f}"]
+
+
+def describe_settings(report: BenchReport) -> str:
+    s = report.settings
+    return (f"model {s.model}, {s.frames} frames ({s.audio_seconds:.2f} s audio: {s.audio}), features from {s.features}, "
+            f"device {s.device}, {s.threads} ORT threads, {s.workers} compositing workers, "
+            f"{s.warmup} warm-up + median of {s.repeat} runs")
+
+
+def describe_host(host: HostInfo) -> str:
+    cores = f"{host.usable_cores} usable of {host.logical_cores} logical" + (
+        f" / {host.physical_cores} physical" if host.physical_cores else "")
+    return (f"{host.cpu} ({cores} cores, {host.memory_gb:g} GB), GPU {host.gpu or 'none'}, "
+            f"ONNX Runtime {host.onnxruntime} on {', '.join(host.providers) or '?'}, PyAV {host.pyav} / FFmpeg "
+            f"{host.ffmpeg}, {host.encoder} preset {host.preset} crf {host.crf}, Python {host.python}, {host.date}")
+
+
+def describe_encode_ceiling(report: BenchReport) -> str:
+    c = report.ceilings
+    if c.encode_fps is None:
+        return "ceilings not measured (--no-ceilings)"
+    return f"bare {c.encoder} ceiling: {c.encode_fps:.1f} FPS ({c.encode_frames} frames {c.width}x{c.height}, preset {c.preset}, crf {c.crf}, no audio)"
+
+
+def print_report(report: BenchReport, console=None) -> None:
+    """Two rich tables (stage times, throughput) and the settings, ceiling and host lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    stages = Table(title="Stage busy time, ms per batch / per frame (stages overlap)", title_justify="left")
+    for header in STAGE_HEADERS:
+        stages.add_column(header, justify="right")
+    throughput = Table(title="Throughput (warm median) and ceilings", title_justify="left")
+    for header in THROUGHPUT_HEADERS:
+        throughput.add_column(header, justify="right")
+    for row in report.rows:
+        stages.add_row(*stage_cells(row))
+        throughput.add_row(*throughput_cells(row))
+    console.print(describe_settings(report), soft_wrap=True, markup=False)
+    console.print(stages)
+    console.print(throughput)
+    console.print(describe_encode_ceiling(report), soft_wrap=True, markup=False)
+    console.print(f"host: {describe_host(report.host)}", soft_wrap=True, markup=False)
+
+
+def _markdown_table(headers: Sequence[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def to_markdown(report: BenchReport) -> str:
+    """The report as Markdown, ready to paste into a results page."""
+    host = report.host
+    lines = [f"Settings: {describe_settings(report)}.", "",
+             "Stage busy time, ms per batch / per frame (the stages overlap, so they add up to more than the total):", ""]
+    lines += _markdown_table(STAGE_HEADERS, [stage_cells(row) for row in report.rows])
+    lines += ["", "Throughput: end-to-end FPS is the median of the warm runs (min-max), cold includes the model load; "
+              "RTF = audio seconds per wall second; efficiency = end-to-end FPS / the lowest ceiling:", ""]
+    lines += _markdown_table(THROUGHPUT_HEADERS, [throughput_cells(row) for row in report.rows])
+    lines += ["", f"Ceilings: {describe_encode_ceiling(report)}; model-only = {report.ceilings.model_only}; "
+              f"without-UNet = {report.ceilings.without_unet}.", "",
+              "Host:", "",
+              f"- CPU: {host.cpu}, {host.usable_cores} usable / {host.logical_cores} logical / "
+              f"{host.physical_cores or '?'} physical cores, {host.memory_gb:g} GB RAM",
+              f"- GPU: {host.gpu or 'none'}",
+              f"- ONNX Runtime {host.onnxruntime}, sessions on {', '.join(host.providers) or '?'} "
+              f"(available: {', '.join(host.available_providers)})",
+              f"- PyAV {host.pyav}, FFmpeg {host.ffmpeg} ({', '.join(f'{k} {v}' for k, v in host.ffmpeg_libraries.items())})",
+              f"- Encoder: {host.encoder}, preset {host.preset}, crf {host.crf}",
+              f"- lipsync-render {host.lipsync_render}, Python {host.python}, {host.platform}",
+              f"- Date: {host.date}"]
+    return "\n".join(lines) + "\n"
+
+
+def require_matplotlib() -> None:
+    """Fail with one sentence when the optional plotting dependency is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise LipsyncError("Writing a plot needs matplotlib: install it with pip install 'lipsync-render[plot]'.") from None
+
+
+def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
+    """PNG: FPS against batch size with the ceilings (left) and per-frame stage busy time (right)."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    sizes = [row.batch_size for row in report.rows]
+    x = np.arange(len(sizes))
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    fps_axes, stage_axes = figure.subplots(1, 2)
+    e2e = np.array([row.end_to_end_fps for row in report.rows])
+    spread = np.array([[row.end_to_end_fps - row.end_to_end_fps_min for row in report.rows],
+                       [row.end_to_end_fps_max - row.end_to_end_fps for row in report.rows]])
+    fps_axes.errorbar(x, e2e, yerr=spread, marker="o", capsize=4, label="end-to-end (warm, min-max)")
+    fps_axes.plot(x, [row.cold_fps for row in report.rows], marker=".", linestyle=":", label="end-to-end, cold")
+    for name, label in (("model_only_fps", "model only (UNet)"), ("without_unet_fps", "pipeline without the UNet")):
+        values = [getattr(row, name) for row in report.rows]
+        if all(v is not None for v in values):
+            fps_axes.plot(x, values, marker="s", linestyle="--", label=label)
+    if report.ceilings.encode_fps is not None:
+        fps_axes.axhline(report.ceilings.encode_fps, color="grey", linestyle="-.", label=f"bare {ENCODER}")
+    fps_axes.set(xticks=x, xticklabels=[str(s) for s in sizes], xlabel="batch size", ylabel="frames per second",
+                 title="Throughput and stage ceilings")
+    fps_axes.set_ylim(bottom=0)
+    fps_axes.legend(fontsize="small")
+    bottom = np.zeros(len(sizes))
+    for stage in STAGES:
+        values = np.array([row.stage_ms_per_frame[stage] for row in report.rows])
+        stage_axes.bar(x, values, bottom=bottom, label=stage)
+        bottom += values
+    stage_axes.plot(x, [row.ms_per_frame for row in report.rows], color="black", marker="o", label="wall ms/frame")
+    stage_axes.set(xticks=x, xticklabels=[str(s) for s in sizes], xlabel="batch size", ylabel="ms per frame",
+                   title="Stage busy time per frame (overlapping)")
+    stage_axes.legend(fontsize="small")
+    figure.suptitle(f"lipsync bench: {report.settings.model}, {report.settings.frames} frames, "
+                    f"{report.host.cpu}, {report.host.gpu or 'no GPU'}", fontsize="medium")
+    figure.savefig(path, dpi=110)
+
+
+def check_output_files(paths: Sequence[str | os.PathLike | None]) -> None:
+    """Fail before benchmarking when a requested output file could not be written."""
+    for path in filter(None, paths):
+        parent = Path(path).parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise RenderError(f"Cannot write {path}: {parent} is not a writable directory.")
+        if Path(path).is_dir():
+            raise RenderError(f"Cannot write {path}: it is a directory.")
+
+
+def write_plot_file(path: str | os.PathLike, report: BenchReport) -> None:
+    """Save the plot, describing a failure in one sentence."""
+    try:
+        save_plot(report, path)
+    except OSError as exc:
+        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
+
+
+def write_report_file(path: str | os.PathLike, text: str) -> None:
+    """Write one output file, describing a failure in one sentence."""
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
