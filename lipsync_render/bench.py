@@ -44,12 +44,11 @@ from lipsync_render.inference import UNetRunner, default_threads
 from lipsync_render.package import ModelIO, Package, read_model_io
 from lipsync_render.pipeline import STAGES, Renderer, RenderOptions, RenderResult, frame_schedule
 
-ENCODER = "libx264"
 SPEECH_SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello.wav"
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640: N frames of audio make exactly N video frames
 RSS_POLL_SECONDS = 0.05
 MB = 1024 * 1024
-CEILING_NAMES = {"model_only_fps": "UNet", "without_unet_fps": "rest of pipeline", "encode_fps": "x264"}
+CEILING_NAMES = {"model_only_fps": "UNet", "without_unet_fps": "rest of pipeline", "encode_fps": "video encoder"}
 
 
 @dataclass
@@ -67,6 +66,9 @@ class BenchSettings:
     device: str
     workers: int
     threads: int  # effective ONNX Runtime threads
+    precision: str
+    cuda_graph: bool
+    video_encoder: str  # as requested: auto, libx264 or nvenc
     preset: str
     crf: int
 
@@ -94,14 +96,15 @@ class BenchRow:
     without_unet_fps: float | None = None
     efficiency: float | None = None  # end_to_end_fps / the lowest ceiling
     bound_by: str | None = None  # the stage with the lowest ceiling
-    providers: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)  # what the UNet session actually runs on
+    video_encoder: str = ""  # the FFmpeg encoder the render actually used
 
 
 @dataclass
 class Ceilings:
     """How the stage ceilings were measured; the per-batch-size ones are in the rows."""
 
-    encode_fps: float | None  # bare libx264 on the package's frames, no audio
+    encode_fps: float | None  # bare H.264 encoding (the render's encoder) of the package's frames, no audio
     encode_frames: int
     encoder: str
     preset: str
@@ -162,6 +165,9 @@ def run_bench(
     device: str = "auto",
     workers: int = 1,
     threads: int = 0,
+    precision: str = "fp32",
+    cuda_graph: bool = False,
+    video_encoder: str = "auto",
     preset: str = "veryfast",
     crf: int = 18,
     ceilings: bool = True,
@@ -177,7 +183,8 @@ def run_bench(
     if frames is not None and audio is not None:
         raise LipsyncError("Give either a frame count or an audio file, not both.")
     say = on_progress or (lambda message: None)
-    options = RenderOptions(device=device, workers=workers, threads=threads, preset=preset, crf=crf, features=features)
+    options = RenderOptions(device=device, workers=workers, threads=threads, preset=preset, crf=crf, features=features,
+                            precision=precision, cuda_graph=cuda_graph, encoder=video_encoder)
     options.check()
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
         workdir = Path(tmp)
@@ -189,7 +196,8 @@ def run_bench(
         samples = load_audio(audio_path)
         frame_total = frame_count_for_audio(len(samples))
         settings = BenchSettings(str(model), frame_total, audio_label, len(samples) / SAMPLE_RATE, features,
-                                 batch_sizes, warmup, repeat, device, workers, threads or default_threads(), preset, crf)
+                                 batch_sizes, warmup, repeat, device, workers, threads or default_threads(), precision,
+                                 cuda_graph, video_encoder, preset, crf)
         rows, package = [], None
         for batch_size in batch_sizes:
             say(f"batch {batch_size}: cold run, {warmup} warm-up, {repeat} timed")
@@ -198,18 +206,17 @@ def run_bench(
                 say(f"batch {batch_size}: ceilings (UNet only, pipeline without the UNet)")
                 row.without_unet_fps = without_unet_fps(package, audio_path, settings, batch_size, workdir)
             rows.append(row)
-        encode_fps = None
+        codec, encode_fps = rows[0].video_encoder, None
         if ceilings:
-            say(f"bare {ENCODER} ceiling, {frame_total} frames")
-            encode_fps = encode_only_fps(package, frame_total, preset, crf, workdir / "encode.mp4")
+            say(f"bare {codec} ceiling, {frame_total} frames")
+            encode_fps = encode_only_fps(package, frame_total, codec, preset, crf, workdir / "encode.mp4")
         for row in rows:
             set_efficiency(row, encode_fps)
-    providers = rows[0].providers if rows else []
     return BenchReport(
         settings=settings,
         rows=rows,
-        ceilings=Ceilings(encode_fps, frame_total, ENCODER, preset, crf, package.width, package.height),
-        host=host_info(providers, preset, crf),
+        ceilings=Ceilings(encode_fps, frame_total, codec, preset, crf, package.width, package.height),
+        host=host_info(rows[0].providers, codec, preset, crf),
         max_rss_mb=max_rss_mb(),
     )
 
@@ -242,18 +249,19 @@ def bench_batch_size(model, audio_path: Path, settings: BenchSettings, batch_siz
             if ceilings:
                 batches = math.ceil(settings.frames / batch_size)
                 model_fps = unet_only_fps(renderer.unet, batch_size, batches)
-            providers = renderer.providers
+            providers, codec = renderer.providers, renderer.video_codec
         finally:
             renderer.close()
     row = make_row(batch_size, settings.frames, settings.audio_seconds, runs, cold_seconds, load_seconds,
                    memory.peak_bytes / MB, providers)
-    row.model_only_fps = model_fps
+    row.model_only_fps, row.video_encoder = model_fps, codec
     return row, renderer.package
 
 
 def render_options(settings: BenchSettings, batch_size: int) -> RenderOptions:
     return RenderOptions(batch_size=batch_size, workers=settings.workers, device=settings.device,
-                         threads=settings.threads, preset=settings.preset, crf=settings.crf, features=settings.features)
+                         threads=settings.threads, preset=settings.preset, crf=settings.crf, features=settings.features,
+                         precision=settings.precision, cuda_graph=settings.cuda_graph, encoder=settings.video_encoder)
 
 
 def check_features(package: Package, features: str) -> None:
@@ -325,10 +333,11 @@ def unet_only_fps(runner: UNetRunner, batch_size: int, batches: int, seed: int =
 
 def without_unet_fps(package: Package, audio_path: Path, settings: BenchSettings, batch_size: int,
                      workdir: Path) -> float:
-    """End-to-end FPS of the same render with a stand-in UNet that costs next to nothing."""
+    """End-to-end FPS of the same render with a stand-in UNet that costs next to nothing (always fp32)."""
     twin = tiny_unet_twin(package, workdir)
     output = workdir / f"without_unet_b{batch_size}.mp4"
-    with Renderer(twin, render_options(settings, batch_size)) as renderer:
+    options = dataclasses.replace(render_options(settings, batch_size), precision="fp32", cuda_graph=False)
+    with Renderer(twin, options) as renderer:
         for _ in range(settings.warmup):
             renderer.render(audio_path, output)
         walls = [timed_render(renderer, audio_path, output)[0] for _ in range(settings.repeat)]
@@ -347,13 +356,13 @@ def tiny_unet_twin(package: Package, workdir: Path) -> Package:
     return dataclasses.replace(package, unet_path=path, unet_io=io_names)
 
 
-def encode_only_fps(package: Package, frames: int, preset: str, crf: int, path: Path) -> float:
+def encode_only_fps(package: Package, frames: int, codec: str, preset: str, crf: int, path: Path) -> float:
     """Frames per second of bare H.264 encoding (time in the encoder only) of the frames a render would show."""
     import cv2
 
     from lipsync_render.video import VideoWriter
 
-    writer = VideoWriter(path, package.width, package.height, package.fps, None, crf, preset, ENCODER)
+    writer = VideoWriter(path, package.width, package.height, package.fps, None, crf, preset, codec)
     busy = 0.0
     try:
         for index in frame_schedule(frames, package.frame_count):
@@ -454,7 +463,7 @@ def max_rss_mb() -> float:
     return peak / MB if sys.platform == "darwin" else peak / 1024
 
 
-def host_info(providers: list[str], preset: str, crf: int) -> HostInfo:
+def host_info(providers: list[str], encoder: str, preset: str, crf: int) -> HostInfo:
     """CPU, memory, GPU, ONNX Runtime, PyAV/FFmpeg versions and the date."""
     import av
     import onnxruntime as ort
@@ -474,7 +483,7 @@ def host_info(providers: list[str], preset: str, crf: int) -> HostInfo:
         pyav=av.__version__,
         ffmpeg=str(getattr(av, "ffmpeg_version_info", "") or f"libavcodec {libraries.get('libavcodec', '?')}"),
         ffmpeg_libraries=libraries,
-        encoder=ENCODER,
+        encoder=encoder,
         preset=preset,
         crf=crf,
         python=platform.python_version(),
@@ -547,7 +556,7 @@ def _ms(row: BenchRow, stage: str) -> str:
 
 
 STAGE_HEADERS = ("batch", *STAGES, "total ms/batch", "ms/frame")
-THROUGHPUT_HEADERS = ("batch", "end-to-end FPS (min-max)", "cold s (FPS)", "RTF", "model-only FPS",
+THROUGHPUT_HEADERS = ("batch", "end-to-end FPS (min-max)", "cold s (FPS)", "load s", "RTF", "model-only FPS",
                       "without-UNet FPS", "efficiency", "bound by", "peak RSS MB")
 
 
@@ -560,7 +569,7 @@ def throughput_cells(row: BenchRow) -> list[str]:
     efficiency = "-" if row.efficiency is None else f"{100 * row.efficiency:.0f}%"
     return [str(row.batch_size),
             f"{row.end_to_end_fps:.1f} ({row.end_to_end_fps_min:.1f}-{row.end_to_end_fps_max:.1f})",
-            f"{row.cold_seconds:.2f} ({row.cold_fps:.1f})", f"{row.realtime_factor:.2f}x",
+            f"{row.cold_seconds:.2f} ({row.cold_fps:.1f})", f"{row.load_seconds:.2f}", f"{row.realtime_factor:.2f}x",
             _num(row.model_only_fps), _num(row.without_unet_fps), efficiency, row.bound_by or "-",
             f"{row.peak_rss_mb:.0f}"]
 
@@ -568,7 +577,8 @@ def throughput_cells(row: BenchRow) -> list[str]:
 def describe_settings(report: BenchReport) -> str:
     s = report.settings
     return (f"model {s.model}, {s.frames} frames ({s.audio_seconds:.2f} s audio: {s.audio}), features from {s.features}, "
-            f"device {s.device}, {s.threads} ORT threads, {s.workers} compositing workers, "
+            f"device {s.device}, {s.precision}{' + CUDA graph' if s.cuda_graph else ''}, {s.threads} ORT threads, "
+            f"{s.workers} compositing workers, "
             f"{s.warmup} warm-up + median of {s.repeat} runs")
 
 
@@ -621,7 +631,7 @@ def to_markdown(report: BenchReport) -> str:
              "Stage busy time, ms per batch / per frame (the stages overlap, so they add up to more than the total):", ""]
     lines += _markdown_table(STAGE_HEADERS, [stage_cells(row) for row in report.rows])
     lines += ["", "Throughput: end-to-end FPS is the median of the warm runs (min-max), cold includes the model load; "
-              "RTF = audio seconds per wall second; efficiency = end-to-end FPS / the lowest ceiling:", ""]
+              "load = Renderer creation alone; RTF = audio seconds per wall second; efficiency = end-to-end FPS / the lowest ceiling:", ""]
     lines += _markdown_table(THROUGHPUT_HEADERS, [throughput_cells(row) for row in report.rows])
     lines += ["", f"Ceilings: {describe_encode_ceiling(report)}; model-only = {report.ceilings.model_only}; "
               f"without-UNet = {report.ceilings.without_unet}.", "",
@@ -665,10 +675,14 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
         if all(v is not None for v in values):
             fps_axes.plot(x, values, marker="s", linestyle="--", label=label)
     if report.ceilings.encode_fps is not None:
-        fps_axes.axhline(report.ceilings.encode_fps, color="grey", linestyle="-.", label=f"bare {ENCODER}")
+        fps_axes.axhline(report.ceilings.encode_fps, color="grey", linestyle="-.", label=f"bare {report.ceilings.encoder}")
     fps_axes.set(xticks=x, xticklabels=[str(s) for s in sizes], xlabel="batch size", ylabel="frames per second",
                  title="Throughput and stage ceilings")
-    fps_axes.set_ylim(bottom=0)
+    plotted = [v for line in fps_axes.get_lines() for v in line.get_ydata() if v and v > 0]
+    if plotted and max(plotted) / min(plotted) > 20:
+        fps_axes.set_yscale("log")
+    else:
+        fps_axes.set_ylim(bottom=0)
     fps_axes.legend(fontsize="small")
     bottom = np.zeros(len(sizes))
     for stage in STAGES:

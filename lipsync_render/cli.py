@@ -1,0 +1,315 @@
+"""The `lipsync` command: a thin Typer layer over the Python API.
+
+Every command maps LipsyncError to one sentence on stderr and a non-zero exit code; anything else
+is a bug and shows a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from lipsync_render import __version__
+from lipsync_render.errors import LipsyncError
+
+app = typer.Typer(help="Render lip-synced talking-head videos offline, fast.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+package_app = typer.Typer(help="Create, inspect and validate model packages.", no_args_is_help=True)
+app.add_typer(package_app, name="package")
+
+_state = {"debug": False}
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one sentence on stderr and exit."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn LipsyncError and Ctrl-C into a one-line message and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except LipsyncError as exc:
+            if _state["debug"]:
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted.", 130)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lipsync-render {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug
+
+
+@package_app.command("inspect")
+@user_errors
+def package_inspect(name: str = typer.Argument(..., help="Package name or path.")) -> None:
+    """Print a package's manifest, frames, rectangles and models."""
+    from lipsync_render.inspect import describe_package
+
+    typer.echo(describe_package(name))
+
+
+@package_app.command("validate")
+@user_errors
+def package_validate(
+    name: str = typer.Argument(..., help="Package name or path."),
+    skip_checksums: bool = typer.Option(False, "--skip-checksums", help="Do not hash the files."),
+) -> None:
+    """Check a package; exit non-zero with the list of problems."""
+    from lipsync_render.package import validate_package
+
+    problems = validate_package(name, verify_checksums=not skip_checksums)
+    if problems:
+        for problem in problems:
+            typer.echo(f"problem: {problem}", err=True)
+        fail(f"package '{name}' has {len(problems)} problem(s).", 4)
+    typer.echo(f"package '{name}' is valid.")
+
+
+def package_destination(name: str, out_dir: Optional[Path]) -> Path:
+    """Where a new package goes: a path as given, else ``OUT_DIR/NAME`` (default ``./packages/NAME``)."""
+    if "/" in name or name.startswith("."):
+        return Path(name)
+    return (out_dir or Path("packages")) / name
+
+
+@package_app.command("synth")
+@user_errors
+def package_synth(
+    name: str = typer.Argument(..., help="Package name (created under ./packages) or path."),
+    frames: int = typer.Option(100, "--frames", min=1, help="Number of background frames."),
+    size: str = typer.Option("1280x720", "--size", help="Frame size WxH."),
+    seed: int = typer.Option(0, "--seed", help="Seed for frames and weights."),
+    tiny: bool = typer.Option(False, "--tiny", help="Trivially cheap models with the same I/O contract."),
+    weights: str = typer.Option("constructed", "--weights", help="constructed (visibly talks) or random."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Directory for the package (default ./packages)."),
+) -> None:
+    """Make a synthetic package: a procedural avatar and true-architecture models."""
+    from lipsync_render.synth import synth_package
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        fail(f"size must look like 1280x720 (got '{size}').", 2)
+    if weights not in ("constructed", "random"):
+        fail(f"weights must be 'constructed' or 'random' (got '{weights}').", 2)
+    path = synth_package(package_destination(name, out_dir), name=Path(name).name, frames=frames,
+                         size=(width, height), seed=seed, tiny=tiny, weights=weights)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("features")
+@user_errors
+def features_command(
+    audio: Path = typer.Argument(..., help="Audio file."),
+    model: str = typer.Option(..., "--model", "-m", help="Package name or path (for its audio encoder)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .npy: the (N_enc+2, 512) feature table."),
+    mel: Optional[Path] = typer.Option(None, "--mel", help="Also write the (T, 80) mel spectrogram here."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda[:N] or tensorrt."),
+) -> None:
+    """Compute the per-frame audio feature table of an audio file."""
+    import numpy as np
+
+    from lipsync_render.audio import load_audio, melspectrogram
+    from lipsync_render.features import encode, encoder_windows, frame_features
+    from lipsync_render.inference import make_session
+    from lipsync_render.package import load_package
+
+    package = load_package(model, verify_checksums=False)
+    samples = load_audio(audio)
+    spectrogram = melspectrogram(samples)
+    table = frame_features(encode(make_session(package.encoder_path, device), encoder_windows(spectrogram)))
+    _save_npy(output, table)
+    if mel is not None:
+        _save_npy(mel, spectrogram)
+    typer.echo(f"wrote {output}: {table.shape[0]} x {table.shape[1]} features ({len(spectrogram)} mel frames)")
+
+
+def _save_npy(path: Path, array) -> None:
+    import numpy as np
+
+    from lipsync_render.errors import RenderError
+
+    try:
+        np.save(path, array)
+    except OSError as exc:
+        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
+
+
+@app.command("render")
+@user_errors
+def render_command(
+    audio: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, ... any rate, channels, bit depth)."),
+    model: str = typer.Option(..., "--model", "-m", help="Package name or path."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output MP4 (one audio file only)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Directory for AUDIO_STEM.mp4 outputs (default: .)."),
+    batch_size: int = typer.Option(25, "--batch-size", "-b", help="UNet batch size."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Compositing processes (0: in this process)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda[:N] or tensorrt."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (GPU) or int8 (CPU, cached)."),
+    start_frame: int = typer.Option(0, "--start-frame", help="Phase of the background loop."),
+    loop: str = typer.Option("pingpong", "--loop", help="pingpong (reference) or forward."),
+    crf: int = typer.Option(18, "--crf", help="H.264 quality (lower is better)."),
+    preset: str = typer.Option("veryfast", "--preset", help="x264 preset."),
+    features: str = typer.Option("audio", "--features", help="audio, or package (its pre-extracted aud_ave.npy)."),
+    encoder: str = typer.Option("auto", "--encoder", help="auto (nvenc when it works), libx264 or nvenc."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="CUDA: capture the UNet once and replay it."),
+    frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="Also write the composited frames here."),
+    frames_format: str = typer.Option("jpg", "--frames-format", help="jpg (quality 75) or png."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that fails."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per file on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Render each audio file to an MP4 of the package's person speaking it."""
+    from lipsync_render.pipeline import Renderer, RenderOptions
+    from lipsync_render.progress import ProgressReporter
+
+    if output is not None and len(audio) > 1:
+        fail("-o/--output takes one audio file; use --out-dir for several.", 2)
+    options = RenderOptions(batch_size=batch_size, workers=workers, device=device, threads=threads, precision=precision,
+                            start_frame=start_frame, loop=loop, crf=crf, preset=preset, frames_format=frames_format,
+                            features=features, encoder=encoder, cuda_graph=cuda_graph)
+    options.check()
+    reporter = ProgressReporter(enabled=not quiet)
+    failures = 0
+    with Renderer(model, options) as renderer:
+        for path in audio:
+            target = output or (out_dir or Path(".")) / f"{path.stem}.mp4"
+            images = (frames_dir / path.stem if len(audio) > 1 else frames_dir) if frames_dir else None
+            result = reporter.run(path, lambda progress: renderer.render(path, target, progress, frames_dir=images))
+            failures += result.status != "ok"
+            if json_lines:
+                typer.echo(json.dumps(result.to_dict()))
+            if result.status != "ok" and fail_fast:
+                break
+    reporter.summary()
+    if failures:
+        raise typer.Exit(1)
+
+
+@package_app.command("build")
+@user_errors
+def package_build(
+    name: str = typer.Argument(..., help="Package name (written to packages/NAME) or a path."),
+    dataset: Path = typer.Option(..., "--from", help="SyncTalk_2D dataset directory (or a pre-processed 'sanders' one)."),
+    unet: Optional[Path] = typer.Option(None, "--unet", help="UNet ONNX model (default: DATASET/checkpoint/model_best.onnx)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Audio encoder ONNX model (default: DATASET/audio_encoder.onnx)."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Take the frames from this video instead of the dataset's."),
+    smooth: int = typer.Option(0, "--smooth", min=0, help="Average crop rectangles over N frames against jitter (0: off)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write the package to DIR/NAME instead of packages/NAME."),
+) -> None:
+    """Build a model package from SyncTalk_2D training data."""
+    import os
+
+    from lipsync_render.build import build_package, describe_build
+
+    if out_dir is not None:
+        dest = out_dir / name
+    elif os.sep in name or name.startswith("."):
+        dest = Path(name)
+    else:
+        dest = Path.cwd() / "packages" / name
+    built = build_package(dest, Path(name).name, dataset, unet=unet, encoder=encoder, video=video, smooth=smooth)
+    typer.echo(describe_build(built))
+
+
+@package_app.command("export-onnx")
+@user_errors
+def package_export_onnx(
+    unet: Optional[Path] = typer.Option(None, "--unet", help="UNet-328 'ave' PyTorch checkpoint (.pth)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="AVE audio encoder PyTorch checkpoint (.pth)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Directory for unet.onnx and audio_encoder.onnx."),
+    skip_check: bool = typer.Option(False, "--skip-check", help="Skip the ONNX Runtime vs PyTorch parity check."),
+) -> None:
+    """Export SyncTalk_2D checkpoints to ONNX (needs the 'export' extra: PyTorch)."""
+    from lipsync_render.export import export_onnx
+
+    for role, (path, max_diff) in export_onnx(out, unet=unet, encoder=encoder, check=not skip_check).items():
+        checked = "not checked" if skip_check else f"max |onnx - torch| = {max_diff:.2g}"
+        typer.echo(f"{role}: {path} ({checked})")
+
+
+@app.command("bench")
+@user_errors
+def bench_command(
+    model: str = typer.Option(..., "--model", "-m", help="Package name or path."),
+    batch_sizes: str = typer.Option("1,4,8,25", "--batch-sizes", "-b", help="Comma-separated UNet batch sizes."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Render N frames of looped example speech (default 100)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Render this audio file instead."),
+    features: str = typer.Option("audio", "--features", help="audio (mel + encoder) or package (aud_ave.npy)."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed renders after the cold one."),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Timed renders per batch size (median reported)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda[:N] or tensorrt."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Compositing processes (0: in this process)."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (GPU) or int8 (CPU, cached)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="CUDA only: capture the UNet once and replay it."),
+    encoder: str = typer.Option("auto", "--encoder", help="Video encoder: auto, libx264 or nvenc."),
+    preset: str = typer.Option("veryfast", "--preset", help="x264 preset."),
+    crf: int = typer.Option(18, "--crf", help="H.264 quality (lower is better)."),
+    ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Also measure UNet-only, without-UNet and bare x264."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV line per batch size."),
+    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables and host block as Markdown."),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (needs the 'plot' extra: matplotlib)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+) -> None:
+    """Benchmark the render pipeline per batch size: stage times, cold/warm FPS, ceilings, host."""
+    from lipsync_render import bench
+
+    if frames is not None and audio is not None:
+        fail("give --frames or --audio, not both.", 2)
+    try:
+        sizes = [int(v) for v in batch_sizes.split(",") if v.strip()]
+    except ValueError:
+        fail(f"batch sizes must look like 1,4,8,25 (got '{batch_sizes}').", 2)
+    if plot_path is not None:
+        bench.require_matplotlib()
+    bench.check_output_files([json_path, csv_path, markdown_path, plot_path])
+    progress = None if quiet else (lambda message: typer.echo(f"bench: {message}", err=True))
+    report = bench.run_bench(model, sizes, frames=frames, audio=audio, features=features, warmup=warmup,
+                             repeat=repeat, device=device, workers=workers, threads=threads, precision=precision,
+                             cuda_graph=cuda_graph, video_encoder=encoder, preset=preset, crf=crf, ceilings=ceilings,
+                             on_progress=progress)
+    bench.print_report(report)
+    for path, text in ((json_path, bench.to_json), (csv_path, bench.to_csv), (markdown_path, bench.to_markdown)):
+        if path is not None:
+            bench.write_report_file(path, text(report))
+    if plot_path is not None:
+        bench.write_plot_file(plot_path, report)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
