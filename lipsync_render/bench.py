@@ -578,7 +578,7 @@ def describe_settings(report: BenchReport) -> str:
     s = report.settings
     return (f"model {s.model}, {s.frames} frames ({s.audio_seconds:.2f} s audio: {s.audio}), features from {s.features}, "
             f"device {s.device}, {s.precision}{' + CUDA graph' if s.cuda_graph else ''}, {s.threads} ORT threads, "
-            f"{s.workers} compositing workers, "
+            f"compositing workers: {s.workers}, "
             f"{s.warmup} warm-up + median of {s.repeat} runs")
 
 
@@ -619,8 +619,10 @@ def print_report(report: BenchReport, console=None) -> None:
     console.print(f"host: {describe_host(report.host)}", soft_wrap=True, markup=False)
 
 
-def _markdown_table(headers: Sequence[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
+def _markdown_table(headers: Sequence[str], rows: list[list[str]], first: str = "right") -> list[str]:
+    """A Markdown table with right-aligned number columns (the first one left-aligned on request)."""
+    rules = [":---" if i == 0 and first == "left" else "---:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(rules) + "|"]
     return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 

@@ -148,45 +148,61 @@ def execution_device(session) -> str:
 
 
 class UNetRunner:
-    """Runs the UNet in batches of one constant shape through IOBinding into preallocated buffers.
+    """Runs the UNet in batches.
 
-    The last batch is padded and the padding dropped. Buffers live on the session's device (GPU memory under
-    CUDA/TensorRT), so the graph always sees the same shapes and addresses: what CUDA graphs and TensorRT need.
+    On a GPU every run has one constant shape, through IOBinding into preallocated device buffers (the same
+    shapes and addresses every time: what CUDA graphs and TensorRT need); a short last batch is padded and the
+    padding dropped. On the CPU a short batch runs at its own size, since padding would only burn cores.
+    A model exported with a fixed batch axis (e.g. batch 1) is run in chunks of that size.
     """
 
     def __init__(self, session, batch_size: int):
-        import onnxruntime as ort
-
         inputs = session.get_inputs()
         self.session = session
+        self.input_names = [inputs[0].name, inputs[1].name]
+        self.output_name = session.get_outputs()[0].name
         fixed = inputs[0].shape[0]
         self.model_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
         self.batch_size = batch_size
         self.step = self.model_batch or batch_size
-        device, index = device_of(session)
+        self.constant_shape = self.model_batch is not None or execution_device(session) != "cpu"
+        self.buffers = self._bind() if self.constant_shape else None
+
+    def _bind(self):
+        """Preallocated (visual, audio, output) OrtValues on the session's device, bound once."""
+        import onnxruntime as ort
+
+        device, index = device_of(self.session)
         shapes = [(self.step, *UNET_VISUAL_SHAPE), (self.step, *UNET_AUDIO_SHAPE), (self.step, *UNET_OUTPUT_SHAPE)]
-        self.visual, self.audio, self.output = (
-            ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, index) for shape in shapes)
-        self.binding = session.io_binding()
-        self.binding.bind_ortvalue_input(inputs[0].name, self.visual)
-        self.binding.bind_ortvalue_input(inputs[1].name, self.audio)
-        self.binding.bind_ortvalue_output(session.get_outputs()[0].name, self.output)
+        values = [ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, index) for shape in shapes]
+        self.binding = self.session.io_binding()
+        self.binding.bind_ortvalue_input(self.input_names[0], values[0])
+        self.binding.bind_ortvalue_input(self.input_names[1], values[1])
+        self.binding.bind_ortvalue_output(self.output_name, values[2])
+        return values
 
     def run(self, visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
         """UNet output (n, 3, 320, 320) float32 for n visual/audio inputs."""
         n = len(visual)
+        if not self.constant_shape:
+            if n <= self.step:
+                return self.session.run([self.output_name], dict(zip(self.input_names, (visual, audio))))[0]
+            return np.concatenate([self.run(visual[i:i + self.step], audio[i:i + self.step])
+                                   for i in range(0, n, self.step)])
         result = np.empty((n, *UNET_OUTPUT_SHAPE), np.float32)
+        visual_buffer, audio_buffer, output_buffer = self.buffers
         for first in range(0, n, self.step):
             count = min(self.step, n - first)
-            self.visual.update_inplace(_padded(visual[first:first + count], self.step))
-            self.audio.update_inplace(_padded(audio[first:first + count], self.step))
+            visual_buffer.update_inplace(_padded(visual[first:first + count], self.step))
+            audio_buffer.update_inplace(_padded(audio[first:first + count], self.step))
             self.session.run_with_iobinding(self.binding)
-            result[first:first + count] = self.output.numpy()[:count]
+            result[first:first + count] = output_buffer.numpy()[:count]
         return result
 
     def warm_up(self) -> None:
-        """One run on zeros: allocations, kernel selection and TensorRT engine builds happen before timing."""
-        self.session.run_with_iobinding(self.binding)
+        """One full-size run on zeros: allocation, kernel choice and TensorRT engine builds happen now."""
+        zeros = np.zeros((self.step, *UNET_VISUAL_SHAPE), np.float32)
+        self.run(zeros, np.zeros((self.step, *UNET_AUDIO_SHAPE), np.float32))
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:

@@ -85,6 +85,7 @@ class RenderResult:
     frames: int = 0
     duration: float = 0.0
     fps: float = 0.0
+    first_frame_seconds: float = 0.0  # from the render call to the first encoded frame
     seconds: dict[str, float] = field(default_factory=dict)
     providers: list[str] = field(default_factory=list)
 
@@ -201,11 +202,12 @@ class Renderer:
 
         ``frames_dir`` (default: the options') also receives every composited frame as an image.
         """
+        started = time.perf_counter()
         audio_path, output_path = Path(audio_path), Path(output_path)
         check_output_path(output_path)
         samples = load_audio(audio_path)
         frames_dir = Path(frames_dir) if frames_dir is not None else self.options.frames_dir
-        run = _Run(self, samples, audio_path, output_path, on_progress, frames_dir)
+        run = _Run(self, samples, audio_path, output_path, on_progress, frames_dir, started)
         return run.execute()
 
 
@@ -224,7 +226,7 @@ class _Run:
     """One render: the stage threads, their queues, timings and cleanup."""
 
     def __init__(self, renderer: Renderer, samples: np.ndarray, audio_path: Path, output_path: Path,
-                 on_progress: Callable[[int, int], None] | None, frames_dir: Path | None):
+                 on_progress: Callable[[int, int], None] | None, frames_dir: Path | None, started: float):
         self.r = renderer
         self.options = renderer.options
         self.package = renderer.package
@@ -234,6 +236,8 @@ class _Run:
         self.frame_count = feats.frame_count_for_audio(len(samples))
         self.schedule = frame_schedule(self.frame_count, self.package.frame_count, self.options.start_frame,
                                        self.options.loop)
+        self.started = started
+        self.first_frame_at = None
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
         self.seconds: dict[str, float] = defaultdict(float)
@@ -245,7 +249,7 @@ class _Run:
         self.features = self._feature_stream()
 
     def execute(self) -> RenderResult:
-        start = time.perf_counter()
+        start = self.started
         if self.frame_output.directory is not None:
             self.frame_output.directory.mkdir(parents=True, exist_ok=True)
         partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
@@ -286,6 +290,7 @@ class _Run:
             frames=self.frame_count,
             duration=len(self.samples) / SAMPLE_RATE,
             fps=self.frame_count / total if total > 0 else 0.0,
+            first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
             providers=self.r.providers,
         )
@@ -332,9 +337,14 @@ class _Run:
                 continue
 
     def _batches(self) -> Iterator[np.ndarray]:
+        """Output frame numbers per UNet batch. On the CPU the first batch is a single frame, so the first
+        frame is encoded after one UNet run rather than a whole batch (cold start); GPUs keep one shape."""
         size = self.options.batch_size
-        for first in range(0, self.frame_count, size):
-            yield np.arange(first, min(first + size, self.frame_count))
+        first = size if self.r.unet.constant_shape else 1
+        bounds = [0, *range(min(first, size), self.frame_count, size), self.frame_count]
+        for start, stop in zip(bounds, bounds[1:]):
+            if stop > start:
+                yield np.arange(start, stop)
 
     def _encode_features(self) -> None:
         stream, mel = self.features
@@ -385,6 +395,8 @@ class _Run:
             tick = time.perf_counter()
             writer.write_i420(self.r.pool.frames[slot])
             self.seconds["encoding"] += time.perf_counter() - tick
+            if self.first_frame_at is None:
+                self.first_frame_at = time.perf_counter()
             self.r.free_slots.put(slot)
             done += 1
             if self.on_progress is not None:

@@ -12,9 +12,11 @@ Audio encoder (`enc.*`, mel window [1,80,16] -> 512 features), "loudness as a sp
   tracks the audio RMS much better than log-mel does.
 - The strided blocks (4, 7, 10, 12) are used as box filters that partition their input: the loudness L is the
   sum of that amplitude over mel bins 0..67 (the stride pattern never reaches bins 68..79) and over mel frames
-  5..7 of the 16-frame window only, i.e. about 40j+62..40j+88 ms for window j. That is the 40 ms video frame the
-  window belongs to as the centre row of a UNet block (see below), not a 200 ms average. Scaled so that loud
-  speech is about 1.
+  5..7 of the 16-frame window only (frame centres about 40j+62..40j+88 ms for window j). Window j is row j+1
+  of the feature table, the centre row (time step 8) of video frame j+1, whose 40 ms span is 40j+40..40j+80 ms:
+  the loudness is that frame's own sound, not a 200 ms average. Scaled so that loud speech is about 1
+  (LOUDNESS_REFERENCE and the mouth threshold were tuned on real speech and the example clips so that mouth
+  darkness follows the RMS of each frame's 40 ms of audio: r = 0.82..0.89).
 - block12 adds two hinges of L so block13 can apply a soft cap (slope 1 up to 1.0, 0.5 up to 2.0, then flat:
   at most 1.5); loud shouts do not grow the mouth past the mouth area.
 - block13 writes L times a fixed pattern P into the 512 features (both halves alike). The pipeline reshapes a
@@ -37,9 +39,10 @@ UNet (`unet.*`):
   to conv5 (stride 2, pad 3), whose centre tap samples the 16x16 map at even positions into the 10x10
   bottleneck. The result, Lw * bump, is concatenated with x6 and carried in channel 0 through `fuse1`, `fuse2`
   and `up1`..`up4`; the decoder's bilinear x2 upsamplings spread the bump over the face, and the depthwise
-  convs shape it (up1 shifts it down 1 pixel at 20x20 = 17 px at 320x320, up3/up4 blur it with [1,2,1]/4).
-  The bump is separable: a single bottleneck row (a tent about 35 px each side around row 158) times a
-  flat-topped run of columns (about cols 110..210 at full loudness, centred on col 160).
+  convs shape it (up1 shifts it down 1 pixel at 20x20 = 17 px at 320x320; [1,2,1]/4 blurs: columns at up3,
+  rows and columns at up4). The bump is separable: a single bottleneck row (a tent about 35 px each side of
+  row 158) times a flat-topped run of 4 columns (centred on col 160). At loudness 1 the mouth spans about rows
+  130..187 x cols 106..213; at the cap, 126..191 x 98..221.
 - In `up5.conv1`, two more hidden channels compute the gate clamp(Lw * bump - c, 0, w) = ReLU(M - c) -
   ReLU(M - c - w): zero in silence and outside the mouth; the region where it is positive, {bump > c / Lw},
   grows with loudness (taller, and wider up to the flat top). The project conv subtracts it, scaled per

@@ -144,3 +144,25 @@ def test_ctrl_c_leaves_no_output(tiny_package, tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.strip() == "error: interrupted.", stderr
     assert list(out.iterdir()) == []
+
+
+def test_features_command_writes_table_and_mel(tiny_package, short_wav, tmp_path):
+    from lipsync_render.features import encoder_window_count
+
+    result = runner.invoke(app, ["features", str(short_wav), "--model", str(tiny_package),
+                                 "-o", str(tmp_path / "f.npy"), "--mel", str(tmp_path / "m.npy")])
+    assert result.exit_code == 0, result.output
+    mel, table = np.load(tmp_path / "m.npy"), np.load(tmp_path / "f.npy")
+    assert mel.shape == (1 + 20800 // 200, 80)
+    assert table.shape == (encoder_window_count(len(mel)) + 2, 512)
+    assert np.array_equal(table[0], table[1]) and np.array_equal(table[-1], table[-2])
+
+
+def test_synth_command_makes_a_valid_package(tmp_path):
+    result = runner.invoke(app, ["package", "synth", "small", "--tiny", "--frames", "3", "--size", "640x360",
+                                 "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["package", "validate", str(tmp_path / "small")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["package", "synth", "bad", "--size", "big", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "size must look like" in result.stderr

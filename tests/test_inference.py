@@ -77,14 +77,21 @@ def test_auto_session_reports_real_providers(tiny_package):
     assert session.get_providers()[0] in (expected, CPU)
 
 
-def test_runner_pads_the_last_batch_and_drops_the_padding(tiny_package):
+@pytest.mark.parametrize("constant_shape", [False, True])
+def test_runner_batches_and_pads_only_for_constant_shapes(tiny_package, constant_shape):
+    """The CPU runs short batches at their size; the GPU path (IOBinding, constant shape) pads and drops."""
     session = make_session(load_package(tiny_package).unet_path, "cpu", threads=1)
+    runner = UNetRunner(session, batch_size=4)
+    assert runner.constant_shape is False
+    if constant_shape:
+        runner.constant_shape, runner.buffers = True, runner._bind()  # the GPU code path, on CPU buffers
     rng = np.random.default_rng(0)
-    visual = rng.random((3, 6, 320, 320), dtype=np.float32)
-    audio = rng.random((3, 32, 16, 16), dtype=np.float32)
-    batched = UNetRunner(session, batch_size=4).run(visual, audio)
-    single = np.concatenate([UNetRunner(session, 1).run(visual[i:i + 1], audio[i:i + 1]) for i in range(3)])
-    assert batched.shape == (3, 3, 320, 320)
+    visual = rng.random((7, 6, 320, 320), dtype=np.float32)
+    audio = rng.random((7, 32, 16, 16), dtype=np.float32)
+    batched = runner.run(visual, audio)
+    single = np.concatenate([session.run(None, {"input": visual[i:i + 1], "audio": audio[i:i + 1]})[0]
+                             for i in range(7)])
+    assert batched.shape == (7, 3, 320, 320)
     assert np.allclose(batched, single, atol=1e-6)
 
 
