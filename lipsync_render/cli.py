@@ -302,6 +302,49 @@ def bench_command(
         bench.write_plot_file(plot_path, report)
 
 
+@app.command("render-many")
+@user_errors
+def render_many_command(
+    manifest: Path = typer.Argument(..., help="JOBS.csv or JOBS.jsonl: audio, model, output and option columns per job."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Outputs DIR/AUDIO_STEM.mp4 for jobs without an output."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip jobs whose MP4 and matching .json sidecar exist."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Start no job after the first failure."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", help="Fan out over Ray: a cluster address, auto or local."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per job on stdout as it finishes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, per-job lines or summary."),
+) -> None:
+    """Render every job of a manifest; with --skip-existing a rerun resumes where the last one stopped."""
+    from lipsync_render.jobs import JobReporter, read_jobs, run_jobs
+
+    jobs = read_jobs(manifest, out_dir)
+    with JobReporter(len(jobs), enabled=not quiet) as reporter:
+
+        def on_result(result) -> None:
+            if json_lines:
+                typer.echo(json.dumps(result.to_dict()))
+            reporter.add(result)
+
+        results = run_jobs(jobs, skip_existing=skip_existing, fail_fast=fail_fast, on_result=on_result,
+                           ray_address=ray_address)
+    reporter.summary()
+    if any(r.status == "error" for r in results) or len(results) < len(jobs):
+        raise typer.Exit(1)
+
+
+@app.command("doctor")
+@user_errors
+def doctor_command(
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Check these packages (default: all found)."),
+) -> None:
+    """Check what is really usable here (ONNX Runtime providers, GPU libraries, encoders, disk, packages)."""
+    from lipsync_render.doctor import report, run_checks
+
+    checks = run_checks(models=model or None)
+    typer.echo(report(checks))
+    if any(check.status == "fail" for check in checks):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
