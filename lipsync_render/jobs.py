@@ -39,7 +39,7 @@ OUTPUT_OPTIONS = ("start_frame", "loop", "crf", "preset", "precision", "features
 # Options a Renderer fixes when it loads (sessions, pool, encoder); jobs that share them share one Renderer.
 RENDERER_OPTIONS = ("batch_size", "workers", "device", "threads", "precision", "cuda_graph", "encoder")
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")
-PARTIAL_PATTERN = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)\.partial\.mp4$")
+LEFTOVER_PATTERN = re.compile(r"^\.(?P<name>.*)\.(?P<pid>\d+)\.(partial\.mp4|tmp)$")
 
 
 @dataclass
@@ -277,7 +277,7 @@ def is_done(job: Job) -> bool:
 
 
 def remove_stale_partials(output: Path) -> None:
-    """Delete partial files a killed run left for this output (their process is gone).
+    """Delete the partial MP4 and sidecar files a killed run left for this output (their process is gone).
 
     The process id in a partial's name is only checked on this machine; two runs rendering the same output at
     once on two machines of a shared file system are not supported anyway (the outputs would race too).
@@ -288,10 +288,13 @@ def remove_stale_partials(output: Path) -> None:
 
     if not output.parent.is_dir():
         return
-    for path in output.parent.glob(f".{glob.escape(output.stem)}.*.partial.mp4"):
-        match = PARTIAL_PATTERN.match(path.name)
-        if match and match["stem"] == output.stem and not psutil.pid_exists(int(match["pid"])):
-            path.unlink(missing_ok=True)
+    leftovers = {output.stem: f".{glob.escape(output.stem)}.*.partial.mp4",
+                 sidecar_path(output).name: f".{glob.escape(sidecar_path(output).name)}.*.tmp"}
+    for name, pattern in leftovers.items():
+        for path in output.parent.glob(pattern):
+            match = LEFTOVER_PATTERN.match(path.name)
+            if match and match["name"] == name and not psutil.pid_exists(int(match["pid"])):
+                path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------- running
