@@ -111,14 +111,19 @@ class CompositorPool:
         self.predictions, self.frames = self.layout.views(self.shm.buf)
         self.executor = None
         self.local = None
+        self.starting = []
         if workers > 0:
             context = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
             self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                                 initargs=(self.shm.name, self.layout, frames_path))
-            for future in [self.executor.submit(os.getpid) for _ in range(workers)]:
-                future.result()  # start the workers now, not on the first frame
+            self.starting = [self.executor.submit(os.getpid) for _ in range(workers)]  # spawn now, in background
         else:
             self.local = _WorkerState(None, self.layout, frames_path, ring=self.shm.buf)
+
+    def wait_ready(self) -> None:
+        """Block until every worker process is up (they start in the background)."""
+        for future in self.starting:
+            future.result()
 
     def submit(self, slot: int, prediction: np.ndarray, frame_index: int, rect, number: int,
                output: FrameOutput = FrameOutput()) -> Future:

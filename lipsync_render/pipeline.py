@@ -163,6 +163,22 @@ class Renderer:
         self.options.check()
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
+        slots = 2 * self.options.batch_size + 2 * self.options.workers
+        self.pool = CompositorPool(self.package.frames_path, self.package.width, self.package.height, slots,
+                                   self.options.workers)  # workers start while the sessions load
+        try:
+            self._load_sessions()
+            self.pool.wait_ready()
+        except BaseException:
+            self.pool.close()
+            raise
+        self.free_slots: queue.Queue[int] = queue.Queue()
+        for slot in range(slots):
+            self.free_slots.put(slot)
+        self.load_seconds = time.perf_counter() - start
+
+    def _load_sessions(self) -> None:
+        """The UNet (in the requested precision) and encoder sessions, the video encoder choice, GPU warm-up."""
         threads = self.options.threads or default_threads()
         unet_path = unet_for_precision(self.package, self.options.precision)
         self.unet_session = make_session(unet_path, self.options.device, threads,
@@ -174,13 +190,6 @@ class Renderer:
         self.unet = UNetRunner(self.unet_session, self.options.batch_size)
         if execution_device(self.unet_session) != "cpu":
             self.unet.warm_up()  # engine builds, cuDNN autotuning and graph capture happen here, not mid-render
-        slots = 2 * self.options.batch_size + 2 * self.options.workers
-        self.pool = CompositorPool(self.package.frames_path, self.package.width, self.package.height, slots,
-                                   self.options.workers)
-        self.free_slots: queue.Queue[int] = queue.Queue()
-        for slot in range(slots):
-            self.free_slots.put(slot)
-        self.load_seconds = time.perf_counter() - start
 
     @property
     def providers(self) -> list[str]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +21,7 @@ from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs import read_jobs, run_jobs, sidecar_path
 from lipsync_render.video import probe, read_frames_bgr
 
-from conftest import EXAMPLES_DIR
-
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 runner = CliRunner()
 CLIP_SECONDS = (0.4, 0.6, 0.8, 1.0)
 
