@@ -40,7 +40,7 @@ from lipsync_render import __version__
 from lipsync_render.audio import SAMPLE_RATE, load_audio
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.features import VIDEO_FPS, frame_count_for_audio
-from lipsync_render.inference import UNetRunner, default_threads
+from lipsync_render.inference import UNetRunner, default_threads, planned_device
 from lipsync_render.package import ModelIO, Package, read_model_io
 from lipsync_render.pipeline import STAGES, Renderer, RenderOptions, RenderResult, frame_schedule
 
@@ -163,7 +163,7 @@ def run_bench(
     warmup: int = 1,
     repeat: int = 3,
     device: str = "auto",
-    workers: int = 1,
+    workers: int | None = None,
     threads: int = 0,
     precision: str = "fp32",
     cuda_graph: bool = False,
@@ -186,6 +186,7 @@ def run_bench(
     options = RenderOptions(device=device, workers=workers, threads=threads, preset=preset, crf=crf, features=features,
                             precision=precision, cuda_graph=cuda_graph, encoder=video_encoder)
     options.check()
+    workers = options.resolve(planned_device(device)).workers
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
         workdir = Path(tmp)
         if audio is None:

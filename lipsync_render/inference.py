@@ -86,6 +86,14 @@ def provider_plan(request: DeviceRequest, available: list[str], driver: bool, ca
     return [(TENSORRT, trt_options), cuda, CPU]
 
 
+def planned_device(device: str) -> str:
+    """The device kind a request will run on if its providers load: 'cpu', 'cuda' or 'tensorrt'."""
+    request = DeviceRequest.parse(device)
+    first = provider_plan(request, available_providers(), cuda_driver_present())[0]
+    name = first[0] if isinstance(first, tuple) else first
+    return {CUDA: "cuda", TENSORRT: "tensorrt"}.get(name, "cpu")
+
+
 def check_providers(request: DeviceRequest, plan: list, actual: list[str], model: Path) -> None:
     """Raise when an explicitly requested accelerator is not what the session really runs on."""
     wanted = plan[0][0] if isinstance(plan[0], tuple) else plan[0]

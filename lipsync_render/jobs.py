@@ -322,7 +322,8 @@ class JobWorker:
             remove_stale_partials(job.output)
             # Per-render options (loop, crf, ...) are read from renderer.options at each render; the ones fixed at
             # load time are equal within a renderer_key, so swapping the options object is safe.
-            renderer.options = job.options
+            renderer.options = replace(job.options, batch_size=renderer.options.batch_size,
+                                       workers=renderer.options.workers)  # keep the resolved ones
             result = renderer.render(job.audio, job.output)
             write_sidecar(job, result, renderer.package.checksum, renderer.video_codec)
         except LipsyncError as exc:

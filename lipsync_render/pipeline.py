@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,7 +28,8 @@ from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
 from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.compositor import CompositorPool, FrameOutput
 from lipsync_render.errors import LipsyncError, RenderError
-from lipsync_render.inference import UNetRunner, check_precision, default_threads, execution_device, make_session
+from lipsync_render.inference import (UNetRunner, check_precision, default_threads, execution_device, make_session,
+                                      planned_device)
 from lipsync_render.package import Package, load_package
 from lipsync_render.precision import PRECISIONS, engine_cache_dir, unet_for_precision
 from lipsync_render.video import VideoWriter, select_video_encoder
@@ -41,8 +42,8 @@ POLL_SECONDS = 0.1
 class RenderOptions:
     """How to render; the CLI flags map one to one onto these."""
 
-    batch_size: int = 25
-    workers: int = 1
+    batch_size: int | None = None  # None: 25 on a GPU (the reference's batch), 1 on the CPU (see resolve)
+    workers: int | None = None  # None: no separate process on the CPU, up to 4 on a GPU machine
     device: str = "auto"
     threads: int = 0
     start_frame: int = 0
@@ -58,9 +59,9 @@ class RenderOptions:
     encoder: str = "auto"  # video encoder: auto (h264_nvenc when it really opens, else libx264), libx264, nvenc
 
     def check(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise LipsyncError(f"Batch size must be at least 1 (got {self.batch_size}).")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise LipsyncError(f"Workers must be 0 or more (got {self.workers}).")
         if self.loop not in ("pingpong", "forward"):
             raise LipsyncError(f"Loop mode must be 'pingpong' or 'forward' (got '{self.loop}').")
@@ -72,6 +73,19 @@ class RenderOptions:
             raise LipsyncError(f"Precision must be one of {', '.join(PRECISIONS)} (got '{self.precision}').")
         if self.start_frame < 0:
             raise LipsyncError(f"Start frame must be 0 or more (got {self.start_frame}).")
+
+    def resolve(self, device_kind: str) -> "RenderOptions":
+        """A copy with automatic batch size and workers filled in for a device kind ('cpu', 'cuda', 'tensorrt').
+
+        On the CPU the UNet's cost per frame is flat from batch 1 to 25 while its activations grow with the
+        batch (about 6 GB at 25), and the other stages are light: one-frame batches and in-process compositing
+        measured fastest there (benchmarks/RESULTS.md). A GPU wants large constant batches and the CPU stages
+        then set the pace, so they get processes.
+        """
+        on_cpu = device_kind == "cpu"
+        batch_size = self.batch_size or (1 if on_cpu else 25)
+        workers = self.workers if self.workers is not None else (0 if on_cpu else min(4, max(1, (os.cpu_count() or 2) // 2)))
+        return replace(self, batch_size=batch_size, workers=workers)
 
 
 @dataclass
@@ -159,8 +173,8 @@ class Renderer:
     """Holds a package, its sessions and the compositing pool; renders any number of audio files."""
 
     def __init__(self, model: str | os.PathLike | Package, options: RenderOptions | None = None):
-        self.options = options or RenderOptions()
-        self.options.check()
+        (options or RenderOptions()).check()
+        self.options = (options or RenderOptions()).resolve(planned_device(options.device if options else "auto"))
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
         slots = 2 * self.options.batch_size + 2 * self.options.workers

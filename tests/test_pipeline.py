@@ -124,3 +124,12 @@ def test_package_features_drive_the_render(tiny_package, short_wav, tmp_path):
     with Renderer(tiny_package, RenderOptions(workers=0, features="package")) as renderer:
         with pytest.raises(LipsyncError, match="no pre-extracted features"):
             renderer.render(short_wav, tmp_path / "x.mp4")
+
+
+def test_automatic_batch_size_and_workers_by_device():
+    cpu = RenderOptions().resolve("cpu")
+    gpu = RenderOptions().resolve("cuda")
+    assert (cpu.batch_size, cpu.workers) == (1, 0)
+    assert gpu.batch_size == 25 and 1 <= gpu.workers <= 4
+    explicit = RenderOptions(batch_size=8, workers=2).resolve("cpu")
+    assert (explicit.batch_size, explicit.workers) == (8, 2)
