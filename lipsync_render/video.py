@@ -76,7 +76,7 @@ class VideoWriter:
     """Writes BGR (or ready I420) frames at a constant rate and muxes the audio alongside, interleaved."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int = 25, audio_path: Path | None = None,
-                 crf: int = 18, preset: str = "veryfast", codec: str = "libx264"):
+                 crf: int = 18, preset: str = "veryfast", codec: str = "libx264", threads: int = 0):
         self.path = Path(path)
         self.fps = fps
         self.width, self.height = width, height
@@ -84,8 +84,10 @@ class VideoWriter:
         self.video = self.container.add_stream(codec, rate=fps)
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         self.video.codec_context.time_base = Fraction(1, fps)
-        options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {"preset": "p4", "cq": str(crf)}
-        self.video.options = options
+        if codec == "libx264":
+            self.video.options = {"crf": str(crf), "preset": preset, **({"threads": str(threads)} if threads else {})}
+        else:
+            self.video.options = {"preset": "p4", "cq": str(crf)}
         self.frames_written = 0
         self.audio_track = AudioTrack(audio_path) if audio_path is not None else None
         self.audio_written = 0

@@ -129,7 +129,20 @@ def test_package_features_drive_the_render(tiny_package, short_wav, tmp_path):
 def test_automatic_batch_size_and_workers_by_device():
     cpu = RenderOptions().resolve("cpu")
     gpu = RenderOptions().resolve("cuda")
-    assert (cpu.batch_size, cpu.workers) == (1, 0)
-    assert gpu.batch_size == 25 and 1 <= gpu.workers <= 4
+    assert (cpu.batch_size, cpu.workers, cpu.encoder_threads) == (1, 0, 1)
+    assert gpu.batch_size == 25 and 1 <= gpu.workers <= 4 and gpu.encoder_threads == 0
     explicit = RenderOptions(batch_size=8, workers=2).resolve("cpu")
     assert (explicit.batch_size, explicit.workers) == (8, 2)
+
+
+def test_dead_encoder_fails_the_render_and_the_next_render_recovers(tiny_package, short_wav, tmp_path):
+    with Renderer(tiny_package, RenderOptions(batch_size=4, workers=0)) as renderer:
+        def kill_encoder(done, total):
+            if done == 3:
+                os.kill(renderer.encoder.process.pid, signal.SIGKILL)
+
+        with pytest.raises(RenderError, match="video encoder process died"):
+            renderer.render(short_wav, tmp_path / "dead.mp4", on_progress=kill_encoder)
+        assert list(tmp_path.iterdir()) == []
+        result = renderer.render(short_wav, tmp_path / "again.mp4")
+    assert result.frames == 33 and probe(tmp_path / "again.mp4").frames == 33
