@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render import bench
+from lipsync_render.inference import planned_device
 from lipsync_render.pipeline import Renderer, RenderOptions
 from lipsync_render.video import read_frames_bgr
 
@@ -174,7 +175,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ceilings", action="store_true", help="Also measure the lipsync-render stage ceilings.")
     parser.add_argument("--no-check", dest="check", action="store_false", help="Skip the output PSNR check.")
     parser.add_argument("--json", type=Path, help="Also write both results as JSON here.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    automatic = RenderOptions(device=args.device).resolve(planned_device(args.device))
+    args.batch_size = args.batch_size or automatic.batch_size
+    args.workers = automatic.workers if args.workers is None else args.workers
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

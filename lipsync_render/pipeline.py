@@ -1,21 +1,21 @@
 """The render pipeline: audio -> features -> UNet -> compositing -> H.264/AAC MP4, all stages overlapped.
 
-Stages run as threads joined by bounded queues (compositing fans out to a process pool), so the slowest
-stage sets the pace and memory stays flat whatever the audio length::
+Stages run as threads joined by bounded queues, so the slowest stage sets the pace and memory stays flat
+whatever the audio length. Frames travel through one shared-memory ring of slots: the compositing pool writes
+finished I420 frames into it and the encoder process reads them from it, so no frame is ever pickled::
 
-    features thread   mel + AVE encoder in chunks  -> FeatureStream (rows become ready)
-    prepare thread    crops, masks, audio blocks   -> queue of batches
-    inference thread  UNet per batch               -> queue of predictions
-    dispatch thread   predictions into the ring    -> queue of compositing futures (in frame order)
-    calling thread    waits for each future, encodes the frame, muxes audio
+    features thread   mel + AVE encoder in chunks   -> FeatureStream (rows become ready)
+    prepare thread    crops, masks, audio blocks    -> queue of batches
+    inference thread  UNet per batch (low priority) -> queue of predictions
+    dispatch thread   predictions into ring slots   -> queue of compositing futures, in frame order
+    calling thread    waits for each future         -> slot to the encoder process (H.264 + AAC, muxed)
+    collect thread    encoder replies               -> slots back to the free list, progress
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -29,18 +29,17 @@ from lipsync_render import features as feats
 from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
 from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.compositor import CompositorPool, FrameOutput
+from lipsync_render.encoder import EncoderProcess, EncodeSettings
 from lipsync_render.errors import LipsyncError, RenderError
 from lipsync_render.inference import (UNetRunner, check_precision, default_threads, execution_device, make_session,
                                       planned_device)
 from lipsync_render.package import Package, load_package
 from lipsync_render.precision import PRECISIONS, engine_cache_dir, unet_for_precision
-from lipsync_render.encoder import EncoderProcess, EncodeSettings
+from lipsync_render.scheduling import call_at_low_priority, lower_thread_priority, quick_gil_handoff
 from lipsync_render.video import select_video_encoder
 
 STAGES = ("audio", "prepare", "inference", "compositing", "encoding")
 POLL_SECONDS = 0.1
-GIL_SWITCH_SECONDS = 0.0002
-UNET_NICENESS = 5
 
 
 @dataclass
@@ -202,7 +201,7 @@ class Renderer:
         """The UNet (in the requested precision) and encoder sessions, the video encoder choice, GPU warm-up."""
         threads = self.options.threads or default_threads()
         unet_path = unet_for_precision(self.package, self.options.precision)
-        self.unet_session = _at_low_priority(
+        self.unet_session = call_at_low_priority(
             make_session, unet_path, self.options.device, threads,
             engine_cache_dir(self.package, unet_path, self.options.device), self.options.cuda_graph)
         check_precision(self.options.precision, self.unet_session)
@@ -242,58 +241,8 @@ class Renderer:
             self.encoder = EncoderProcess(self.pool.shm.name, self.pool.layout)
         self.renders += 1
         run = _Run(self, samples, audio_path, output_path, on_progress, frames_dir, started)
-        with _quick_gil_handoff():
+        with quick_gil_handoff():
             return run.execute()
-
-
-def _lower_this_threads_priority(niceness: int = UNET_NICENESS) -> None:
-    """Make the calling thread (and threads it starts later) yield the CPU to the light stages.
-
-    The UNet is the only stage that would take every cycle it is given; prepare, compositing and the encoder
-    only ever do work the UNet has made for them. Letting them run first keeps them from ever stalling the
-    pipeline, and the UNet still gets every cycle they leave. Raising one's own niceness needs no privilege.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
-    except (AttributeError, OSError):  # not on Linux/macOS, or not permitted: priorities stay equal
-        pass
-
-
-def _at_low_priority(function, *args):
-    """Call ``function`` on a fresh low-priority thread, so the threads it creates (ONNX Runtime's intra-op
-    pool) inherit that priority; returns its result or raises its exception."""
-    outcome = {}
-
-    def target():
-        _lower_this_threads_priority()
-        try:
-            outcome["result"] = function(*args)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="load-unet")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
-
-@contextlib.contextmanager
-def _quick_gil_handoff(seconds: float = GIL_SWITCH_SECONDS):
-    """Shorten the interpreter's GIL switch interval while the stage threads run.
-
-    Stages spend most of their time in native code (ONNX Runtime, OpenCV, x264) that releases the GIL, but each
-    return to Python waits for the GIL; with the default 5 ms interval a thread running Python code makes the
-    encoder wait up to 5 ms several times per frame (measured: x264 at 51 fps beside one busy Python thread,
-    175 fps with 0.2 ms).
-    """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, seconds))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def check_output_path(path: Path) -> None:
@@ -458,7 +407,7 @@ class _Run:
         self._put(self.batches, None)
 
     def _infer(self) -> None:
-        _lower_this_threads_priority()
+        lower_thread_priority()
         while (batch := self._get(self.batches)) is not None:
             numbers, visual, audio = batch
             tick = time.perf_counter()
