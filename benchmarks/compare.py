@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render import bench
+from lipsync_render import bench, bench_report
 from lipsync_render.inference import planned_device
 from lipsync_render.pipeline import Renderer, RenderOptions
 from lipsync_render.video import read_frames_bgr
@@ -75,7 +75,7 @@ def run_naive(model: str, audio: Path, output: Path, args) -> NaiveRuns:
 def render_once(model: str, audio: Path, output: Path, args) -> None:
     """One lipsync-render render kept for the output check (run_bench deletes its own)."""
     options = RenderOptions(batch_size=args.batch_size, workers=args.workers, device=args.device, threads=args.threads,
-                            preset=args.preset, crf=args.crf, encoder=args.encoder)
+                            preset=args.preset, crf=args.crf, encoder=args.encoder, precision=args.precision)
     with Renderer(model, options) as renderer:
         renderer.render(audio, output)
 
@@ -98,7 +98,8 @@ def psnr(first: Path, second: Path) -> tuple[float, int, int]:
     return (float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)), count_a, count_b
 
 
-def summary_rows(naive: NaiveRuns, row: bench.BenchRow, batch_size: int, workers: int) -> list[list[str]]:
+def summary_rows(naive: NaiveRuns, row: bench.BenchRow, batch_size: int, workers: int,
+                 precision: str = "fp32") -> list[list[str]]:
     def cells(name, batch, fps, low, high, cold, frames, audio_seconds):
         return [name, str(batch), f"{fps:.2f} ({low:.2f}-{high:.2f})", f"{1000 / fps:.1f}", f"{cold:.2f}",
                 f"{audio_seconds * fps / frames:.2f}x"]
@@ -108,7 +109,8 @@ def summary_rows(naive: NaiveRuns, row: bench.BenchRow, batch_size: int, workers
         cells("naive, reference-style (sequential, batch 1, MJPG intermediate + one encode pass)", 1, naive.fps,
               naive.frames / max(naive.walls), naive.frames / min(naive.walls), naive.cold_seconds, naive.frames,
               audio_seconds),
-        cells(f"lipsync-render (overlapped stages, compositing workers: {workers})", batch_size, row.end_to_end_fps,
+        cells(f"lipsync-render (overlapped stages, compositing workers: {workers}, {precision})", batch_size,
+              row.end_to_end_fps,
               row.end_to_end_fps_min, row.end_to_end_fps_max, row.cold_seconds, row.frames, audio_seconds),
     ]
 
@@ -121,7 +123,8 @@ def markdown_block(report: bench.BenchReport, naive: NaiveRuns, check: tuple[flo
     speedup, cold_speedup = row.end_to_end_fps / naive.fps, naive.cold_seconds / row.cold_seconds
     lines = [f"### Naive baseline vs lipsync-render: {settings.model}, {settings.frames} frames "
              f"({settings.audio_seconds:.2f} s audio), {report.host.date[:10]}", ""]
-    lines += bench._markdown_table(HEADERS, summary_rows(naive, row, args.batch_size, args.workers), first="left")
+    rows = summary_rows(naive, row, args.batch_size, args.workers, args.precision)
+    lines += bench_report.markdown_table(HEADERS, rows, first="left")
     lines += ["", f"**Speed-up: {speedup:.2f}x** end-to-end (warm medians); cold (load included): {cold_speedup:.2f}x.", "",
               "Naive, ms per frame by stage (sequential, they add up to the total): "
               + ", ".join(f"{stage} {naive.stage_ms_per_frame(stage):.2f}" for stage in NAIVE_STAGES) + ".",
@@ -129,14 +132,14 @@ def markdown_block(report: bench.BenchReport, naive: NaiveRuns, check: tuple[flo
               + ", ".join(f"{stage} {ms:.2f}" for stage, ms in row.stage_ms_per_frame.items()) + "."]
     if row.model_only_fps is not None:
         lines.append(f"Ceilings at batch {args.batch_size}: UNet only {row.model_only_fps:.2f} FPS, "
-                     f"without the UNet {row.without_unet_fps:.2f} FPS, {bench.describe_encode_ceiling(report)}; "
+                     f"without the UNet {row.without_unet_fps:.2f} FPS, {bench_report.describe_encode_ceiling(report)}; "
                      f"efficiency {100 * row.efficiency:.0f}% (bound by {row.bound_by}).")
     if check is not None:
         value, frames_a, frames_b = check
         lines.append(f"Same output: PSNR {value:.1f} dB between the two MP4s over {frames_a} / {frames_b} frames "
                      "(the naive side goes through a JPEG-compressed intermediate).")
-    lines += ["", f"Settings: {bench.describe_settings(report)}.",
-              f"Host: {bench.describe_host(report.host)}."]
+    lines += ["", f"Settings: {bench_report.describe_settings(report)}.",
+              f"Host: {bench_report.describe_host(report.host)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +152,7 @@ def print_side_by_side(report: bench.BenchReport, naive: NaiveRuns, args) -> Non
                   title_justify="left")
     for header in HEADERS:
         table.add_column(header, justify="left" if header == "renderer" else "right")
-    for cells in summary_rows(naive, report.rows[0], args.batch_size, args.workers):
+    for cells in summary_rows(naive, report.rows[0], args.batch_size, args.workers, args.precision):
         table.add_row(*cells)
     console.print(table)
     row = report.rows[0]
@@ -163,8 +166,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--frames", type=int, help="Render N frames of looped examples/hello.wav (default 100).")
     source.add_argument("--audio", type=Path, help="Render this audio file instead.")
-    parser.add_argument("--batch-size", "-b", type=int, default=25, help="lipsync-render UNet batch size.")
-    parser.add_argument("--workers", "-w", type=int, default=1, help="lipsync-render compositing processes.")
+    parser.add_argument("--batch-size", "-b", type=int, default=None,
+                        help="lipsync-render UNet batch size (default: as lipsync render chooses for the device).")
+    parser.add_argument("--workers", "-w", type=int, default=None,
+                        help="lipsync-render compositing processes (default: as lipsync render chooses).")
+    parser.add_argument("--precision", default="fp32",
+                        help="lipsync-render UNet precision (fp32, int8, fp16); the baseline stays fp32 like the reference.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or tensorrt (both sides).")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads, both sides (0: all cores).")
     parser.add_argument("--encoder", default="auto", help="lipsync-render video encoder; the baseline uses the same.")
@@ -176,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-check", dest="check", action="store_false", help="Skip the output PSNR check.")
     parser.add_argument("--json", type=Path, help="Also write both results as JSON here.")
     args = parser.parse_args(argv)
-    automatic = RenderOptions(device=args.device).resolve(planned_device(args.device))
+    automatic = RenderOptions(device=args.device, precision=args.precision).resolve(planned_device(args.device))
     args.batch_size = args.batch_size or automatic.batch_size
     args.workers = automatic.workers if args.workers is None else args.workers
     return args
@@ -191,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         report = bench.run_bench(args.model, [args.batch_size], audio=audio, features="audio", warmup=args.warmup,
                                  repeat=args.repeat, device=args.device, workers=args.workers, threads=args.threads,
                                  video_encoder=args.encoder, preset=args.preset, crf=args.crf, ceilings=args.ceilings,
+                                 precision=args.precision,
                                  on_progress=lambda m: say(f"lipsync-render {m}"))
         if args.audio is None:
             report.settings.audio = bench.speech_label(args.frames or 100)

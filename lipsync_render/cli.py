@@ -130,8 +130,6 @@ def features_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda[:N] or tensorrt."),
 ) -> None:
     """Compute the per-frame audio feature table of an audio file."""
-    import numpy as np
-
     from lipsync_render.audio import load_audio, melspectrogram
     from lipsync_render.features import encode, encoder_windows, frame_features
     from lipsync_render.inference import make_session
@@ -166,7 +164,7 @@ def render_command(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output MP4 (one audio file only)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Directory for AUDIO_STEM.mp4 outputs (default: .)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b",
-                                             help="UNet batch size [default: 25 on a GPU, 1 on the CPU]."),
+                                             help="UNet batch size [default: 25 on a GPU, 1 on the CPU, 4 for int8]."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w",
                                           help="Compositing processes, 0 = in this process [default: 0 on the CPU, "
                                                "up to 4 with a GPU]."),
@@ -282,7 +280,7 @@ def bench_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
 ) -> None:
     """Benchmark the render pipeline per batch size: stage times, cold/warm FPS, ceilings, host."""
-    from lipsync_render import bench
+    from lipsync_render import bench, bench_report
 
     if frames is not None and audio is not None:
         fail("give --frames or --audio, not both.", 2)
@@ -291,19 +289,19 @@ def bench_command(
     except ValueError:
         fail(f"batch sizes must look like 1,4,8,25 (got '{batch_sizes}').", 2)
     if plot_path is not None:
-        bench.require_matplotlib()
-    bench.check_output_files([json_path, csv_path, markdown_path, plot_path])
+        bench_report.require_matplotlib()
+    bench_report.check_output_files([json_path, csv_path, markdown_path, plot_path])
     progress = None if quiet else (lambda message: typer.echo(f"bench: {message}", err=True))
     report = bench.run_bench(model, sizes, frames=frames, audio=audio, features=features, warmup=warmup,
                              repeat=repeat, device=device, workers=workers, threads=threads, precision=precision,
                              cuda_graph=cuda_graph, video_encoder=encoder, preset=preset, crf=crf, ceilings=ceilings,
                              on_progress=progress)
-    bench.print_report(report)
-    for path, text in ((json_path, bench.to_json), (csv_path, bench.to_csv), (markdown_path, bench.to_markdown)):
+    bench_report.print_report(report)
+    for path, text in ((json_path, bench_report.to_json), (csv_path, bench_report.to_csv), (markdown_path, bench_report.to_markdown)):
         if path is not None:
-            bench.write_report_file(path, text(report))
+            bench_report.write_report_file(path, text(report))
     if plot_path is not None:
-        bench.write_plot_file(plot_path, report)
+        bench_report.write_plot_file(plot_path, report)
 
 
 @app.command("render-many")

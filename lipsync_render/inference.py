@@ -128,19 +128,27 @@ def make_session(model: Path, device: str = "auto", threads: int = 0, cache_dir:
     return session
 
 
-def gpu_name(index: int = 0) -> str | None:
-    """The NVIDIA GPU's name from nvidia-smi, or None when there is none."""
+def nvidia_smi(fields: str, index: int | None = None) -> list[str]:
+    """One line per GPU of ``nvidia-smi --query-gpu=FIELDS`` (CSV, no header); empty without NVIDIA tools."""
     import shutil
     import subprocess
 
     if shutil.which("nvidia-smi") is None:
-        return None
+        return []
+    command = ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"]
+    if index is not None:
+        command += ["-i", str(index)]
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", str(index)],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        out = subprocess.run(command, capture_output=True, text=True, timeout=15, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def gpu_name(index: int = 0) -> str | None:
+    """The name of NVIDIA GPU ``index``, or None when there is none."""
+    names = nvidia_smi("name", index)
+    return names[0] if names else None
 
 
 def check_precision(precision: str, session) -> None:

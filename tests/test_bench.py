@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from lipsync_render import bench
+from lipsync_render import bench, bench_report
 from lipsync_render.audio import load_audio
 from lipsync_render.cli import app
 from lipsync_render.errors import LipsyncError, PackageError
@@ -79,13 +79,13 @@ def test_host_block(report):
 
 
 def test_formatters(report):
-    data = json.loads(bench.to_json(report))
+    data = json.loads(bench_report.to_json(report))
     assert data["settings"]["batch_sizes"] == [1, 8] and len(data["rows"]) == 2
     assert data["ceilings"]["encode_fps"] > 0 and data["host"]["cpu"]
-    lines = list(csv.DictReader(io.StringIO(bench.to_csv(report))))
+    lines = list(csv.DictReader(io.StringIO(bench_report.to_csv(report))))
     assert [line["batch_size"] for line in lines] == ["1", "8"]
     assert float(lines[1]["inference_ms_per_batch"]) == pytest.approx(8 * float(lines[1]["inference_ms_per_frame"]), rel=1e-3)
-    markdown = bench.to_markdown(report)
+    markdown = bench_report.to_markdown(report)
     assert markdown.count("| batch |") == 2 and "- ONNX Runtime" in markdown
 
 

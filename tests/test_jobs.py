@@ -16,6 +16,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from lipsync_render import jobs as jobs_module
+from lipsync_render.ray_jobs import import_ray
 from lipsync_render.cli import app
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs import read_jobs, run_jobs, sidecar_path
@@ -199,7 +200,7 @@ def test_relative_paths_come_from_the_manifest_directory(tiny_package, tmp_path)
 def test_ray_missing_is_one_sentence(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(LipsyncError, match=r"pip install 'lipsync-render\[ray\]'"):
-        jobs_module.import_ray()
+        import_ray()
 
 
 def test_ray_renders_the_same_frames_as_local(tiny_package, clips, tmp_path):

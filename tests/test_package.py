@@ -31,6 +31,16 @@ def write_manifest(path: Path, data: dict) -> None:
     (path / "package.json").write_text(json.dumps(data))
 
 
+def edit_rects(path: Path, change, keep_checksum: bool = False) -> None:
+    """Rewrite crop_rects.json through ``change(rects)``; drop its checksum unless testing the checksum."""
+    rects = json.loads((path / "crop_rects.json").read_text())
+    (path / "crop_rects.json").write_text(json.dumps(change(rects)))
+    if not keep_checksum:
+        data = manifest(path)
+        data["checksums"].pop("crop_rects.json")
+        write_manifest(path, data)
+
+
 def assert_problem(path: Path, *fragments: str) -> None:
     """validate lists the problem, load raises it, and the CLI exits 4 with it on stderr, no traceback."""
     problems = validate_package(path)
@@ -105,38 +115,22 @@ def test_missing_frames_file(package):
 
 
 def test_frame_count_differs_from_rect_count(package):
-    rects = json.loads((package / "crop_rects.json").read_text())
-    (package / "crop_rects.json").write_text(json.dumps(rects[:-2]))
-    data = manifest(package)
-    data["checksums"].pop("crop_rects.json")
-    write_manifest(package, data)
+    edit_rects(package, lambda rects: rects[:-2])
     assert_problem(package, "crop_rects.json", "10 rectangles", "12 frames")
 
 
 def test_rect_outside_the_frame(package):
-    rects = json.loads((package / "crop_rects.json").read_text())
-    rects[5] = [1200, 600, 1300, 700]
-    (package / "crop_rects.json").write_text(json.dumps(rects))
-    data = manifest(package)
-    data["checksums"].pop("crop_rects.json")
-    write_manifest(package, data)
+    edit_rects(package, lambda rects: rects[:5] + [[1200, 600, 1300, 700]] + rects[6:])
     assert_problem(package, "crop_rects.json", "rectangle 5", "outside the 1280x720 frame")
 
 
 def test_rect_not_square(package):
-    rects = json.loads((package / "crop_rects.json").read_text())
-    rects[2][3] += 3
-    (package / "crop_rects.json").write_text(json.dumps(rects))
-    data = manifest(package)
-    data["checksums"].pop("crop_rects.json")
-    write_manifest(package, data)
+    edit_rects(package, lambda rects: rects[:2] + [rects[2][:3] + [rects[2][3] + 3]] + rects[3:])
     assert_problem(package, "crop_rects.json", "rectangle 2", "not square")
 
 
 def test_checksum_mismatch(package):
-    rects = json.loads((package / "crop_rects.json").read_text())
-    rects[0] = [r + 1 for r in rects[0]]
-    (package / "crop_rects.json").write_text(json.dumps(rects))
+    edit_rects(package, lambda rects: [[r + 1 for r in rects[0]]] + rects[1:], keep_checksum=True)
     assert_problem(package, "crop_rects.json", "does not match its checksum")
 
 

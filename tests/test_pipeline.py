@@ -131,6 +131,7 @@ def test_automatic_batch_size_and_workers_by_device():
     gpu = RenderOptions().resolve("cuda")
     assert (cpu.batch_size, cpu.workers, cpu.encoder_threads) == (1, 0, 1)
     assert gpu.batch_size == 25 and 1 <= gpu.workers <= 4 and gpu.encoder_threads == 0
+    assert RenderOptions(precision="int8").resolve("cpu").batch_size == 4
     explicit = RenderOptions(batch_size=8, workers=2).resolve("cpu")
     assert (explicit.batch_size, explicit.workers) == (8, 2)
 
