@@ -152,25 +152,26 @@ def mel_filters() -> np.ndarray:
     return weights
 
 
+# Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
+SLANEY_HZ_PER_MEL = 200.0 / 3
+SLANEY_LOG_HZ = 1000.0
+SLANEY_LOG_MEL = SLANEY_LOG_HZ / SLANEY_HZ_PER_MEL
+SLANEY_LOG_STEP = np.log(6.4) / 27.0
+
+
 def hz_to_mel(hz: float | np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    safe_hz = np.maximum(hz, min_log_hz)
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(safe_hz / min_log_hz) / logstep, hz / f_sp)
+    safe_hz = np.maximum(hz, SLANEY_LOG_HZ)
+    return np.where(hz >= SLANEY_LOG_HZ, SLANEY_LOG_MEL + np.log(safe_hz / SLANEY_LOG_HZ) / SLANEY_LOG_STEP,
+                    hz / SLANEY_HZ_PER_MEL)
 
 
 def mel_to_hz(mel: float | np.ndarray) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+    return np.where(mel >= SLANEY_LOG_MEL, SLANEY_LOG_HZ * np.exp(SLANEY_LOG_STEP * (mel - SLANEY_LOG_MEL)),
+                    SLANEY_HZ_PER_MEL * mel)
 
 
 def amp_to_db(amplitude: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Compositing workers: paste predictions into frames in a process pool, exchanging pixels via shared memory.
 
-Each ring slot holds one 320x320 prediction going in and one finished I420 frame coming out, so only
-small task tuples are pickled. Workers memory-map the package frames themselves. A worker that dies
-surfaces as BrokenProcessPool on its future, never as a hang.
+Each ring slot holds one 320x320 prediction going in and one finished I420 frame coming out (which the encoder
+process reads from the same slot), so only small task tuples are pickled. Workers memory-map the package frames
+themselves. A worker that dies surfaces as BrokenProcessPool on its future, never as a hang.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class CompositorPool:
         self.layout = RingLayout(slots, width, height)
         self.workers = workers
         self.shm = shared_memory.SharedMemory(create=True, size=slots * self.layout.slot_bytes)
-        self.predictions, self.frames = self.layout.views(self.shm.buf)
+        self.predictions, _ = self.layout.views(self.shm.buf)  # the encoder process reads the frames
         self.executor = None
         self.local = None
         self.starting = []
@@ -144,7 +144,7 @@ class CompositorPool:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
-        self.predictions = self.frames = None
+        self.predictions = None
         if self.local is not None:
             self.local.predictions = self.local.i420 = None
             self.local = None

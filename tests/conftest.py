@@ -13,6 +13,19 @@ def shared_dir() -> Path:
     return SHARED_DIR
 
 
+@pytest.fixture
+def golden_path(shared_dir):
+    """golden_path("mel/x.npy") -> the file under shared/golden; skips the test when it is missing."""
+
+    def path(relative: str) -> Path:
+        file = shared_dir / "golden" / relative
+        if not file.exists():
+            pytest.skip(f"golden file {file} not found")
+        return file
+
+    return path
+
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = PROJECT_DIR / "examples"
 

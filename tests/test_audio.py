@@ -12,14 +12,8 @@ from lipsync_render.features import encoder_window_count
 
 
 @pytest.fixture
-def golden(shared_dir):
-    def path(relative):
-        file = shared_dir / "golden" / relative
-        if not file.exists():
-            pytest.skip(f"golden file {file} not found")
-        return file
-
-    return path
+def golden(golden_path):
+    return golden_path
 
 
 def reference_mel64(samples):

@@ -22,14 +22,9 @@ from lipsync_render.features import (
 
 
 @pytest.fixture
-def golden(shared_dir):
-    def load(relative):
-        file = shared_dir / "golden" / relative
-        if not file.exists():
-            pytest.skip(f"golden file {file} not found")
-        return np.load(file)
-
-    return load
+def golden(golden_path):
+    """golden("mel/x.npy") -> the loaded array (skips when absent)."""
+    return lambda relative: np.load(golden_path(relative))
 
 
 # --- windows ---------------------------------------------------------------------------------------------
