@@ -185,7 +185,7 @@ class Renderer:
         self.options = (options or RenderOptions()).resolve(planned_device(options.device if options else "auto"))
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
-        self.slots = 2 * self.options.batch_size + 2 * self.options.workers + 4
+        self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
         self.pool = CompositorPool(self.package.frames_path, self.package.width, self.package.height, self.slots,
                                    self.options.workers)  # worker processes start while the sessions load
         self.encoder = EncoderProcess(self.pool.shm.name, self.pool.layout)
