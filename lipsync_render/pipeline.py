@@ -83,7 +83,7 @@ class RenderOptions:
         """A copy with the automatic settings filled in for a device kind ('cpu', 'cuda', 'tensorrt').
 
         On the CPU the UNet's cost per frame is flat from batch 1 to 25 while its activations grow with the
-        batch (about 6 GB at 25), and the other stages are light: one-frame batches and in-process compositing
+        batch (7 GB peak at 25), and the other stages are light: one-frame batches and in-process compositing
         measured fastest there (benchmarks/RESULTS.md), and one x264 thread encodes 720p with about 30% less CPU
         time per frame than x264's own threading, leaving the cores to the UNet. A GPU wants large constant
         batches; the CPU stages then set the pace, so they get processes and x264 its threads.
