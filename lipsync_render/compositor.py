@@ -109,16 +109,27 @@ class CompositorPool:
         self.workers = workers
         self.shm = shared_memory.SharedMemory(create=True, size=slots * self.layout.slot_bytes)
         self.predictions, _ = self.layout.views(self.shm.buf)  # the encoder process reads the frames
+        self.frames_path = frames_path
         self.executor = None
         self.local = None
         self.starting = []
         if workers > 0:
-            context = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
-            self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                                initargs=(self.shm.name, self.layout, frames_path))
-            self.starting = [self.executor.submit(os.getpid) for _ in range(workers)]  # spawn now, in background
+            self._start_workers()
         else:
             self.local = _WorkerState(None, self.layout, frames_path, ring=self.shm.buf)
+
+    def _start_workers(self) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
+        self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                            initargs=(self.shm.name, self.layout, self.frames_path))
+        self.starting = [self.executor.submit(os.getpid) for _ in range(self.workers)]  # spawn now, in background
+
+    def restart(self) -> None:
+        """Replace a pool that lost a worker (the ring stays); the next render then works again."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self._start_workers()
+            self.wait_ready()
 
     def wait_ready(self) -> None:
         """Block until every worker process is up (they start in the background)."""

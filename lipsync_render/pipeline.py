@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -190,6 +191,7 @@ class Renderer:
                                    self.options.workers)  # worker processes start while the sessions load
         self.encoder = EncoderProcess(self.pool.shm.name, self.pool.layout)
         self.renders = 0
+        self.pool_broken = False
         try:
             self._load_sessions()
             self.pool.wait_ready()
@@ -239,6 +241,9 @@ class Renderer:
         frames_dir = Path(frames_dir) if frames_dir is not None else self.options.frames_dir
         if not self.encoder.alive:  # a previous render lost it
             self.encoder = EncoderProcess(self.pool.shm.name, self.pool.layout)
+        if self.pool_broken:
+            self.pool.restart()
+            self.pool_broken = False
         self.renders += 1
         run = _Run(self, load_audio(audio_path), audio_path, output_path, on_progress, frames_dir, started)
         with quick_gil_handoff():
@@ -319,6 +324,7 @@ class _Run:
             self._drain_pending()
             if isinstance(exc, _Cancelled) and self.failure is not None:
                 exc = self.failure
+            self.r.pool_broken = isinstance(exc, BrokenProcessPool)
             raise _as_user_error(exc, self.output_path) from None
         for thread in threads:
             thread.join()
@@ -434,7 +440,7 @@ class _Run:
         sent = 0
         while (item := self._get(self.pending)) is not None:
             slot, future = item
-            self.seconds["compositing"] += _result(future)
+            self.seconds["compositing"] += future.result()
             self.r.encoder.write(self.run_id, slot)
             sent += 1
         if sent != self.frame_count:
@@ -481,20 +487,12 @@ class _Run:
             self.free_slots.put(slot)
 
 
-def _result(future):
-    """A compositing future's result, waiting while watching for a dead worker."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise RenderError("A compositing worker process died (out of memory or killed); the render was stopped.") from None
-
-
 def _as_user_error(exc: BaseException, output: Path) -> BaseException:
-    """Keep user-facing errors and interrupts; describe write failures in one sentence."""
+    """Keep user-facing errors and interrupts; describe a dead worker or a write failure in one sentence."""
     if isinstance(exc, (LipsyncError, KeyboardInterrupt)):
         return exc
+    if isinstance(exc, BrokenProcessPool):  # raised by whichever of submit() or result() sees it first
+        return RenderError("A compositing worker process died (out of memory or killed); the render was stopped.")
     if isinstance(exc, OSError):
         return RenderError(f"Could not write {getattr(exc, 'filename', None) or output}: {exc.strerror or exc}.")
     return exc

@@ -110,7 +110,9 @@ def test_dead_worker_fails_the_render_without_output(tiny_package, short_wav, tm
 
         with pytest.raises(RenderError, match="compositing worker process died"):
             renderer.render(short_wav, tmp_path / "dead.mp4", on_progress=kill_worker)
-    assert list(tmp_path.iterdir()) == []
+        assert list(tmp_path.iterdir()) == []
+        result = renderer.render(short_wav, tmp_path / "again.mp4")  # a fresh pool takes over
+    assert result.frames == 33 and probe(tmp_path / "again.mp4").frames == 33
 
 
 def test_output_dir_missing(tiny_package, short_wav, tmp_path):
