@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from lipsync_render.errors import AudioError, DeviceError, LipsyncError, PackageError, RenderError
+from lipsync_render.errors import AudioError, DeviceError, LipsyncError, OptionError, PackageError, RenderError
 
 
 def __getattr__(name: str):
@@ -14,5 +14,5 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["AudioError", "DeviceError", "LipsyncError", "PackageError", "RenderError", "RenderOptions",
+__all__ = ["AudioError", "DeviceError", "LipsyncError", "OptionError", "PackageError", "RenderError", "RenderOptions",
            "RenderResult", "Renderer", "__version__", "render"]

@@ -7,6 +7,12 @@ class LipsyncError(Exception):
     exit_code = 1
 
 
+class OptionError(LipsyncError):
+    """An option value that cannot work (batch size 0, unknown loop mode, ...)."""
+
+    exit_code = 2
+
+
 class AudioError(LipsyncError):
     """The audio input cannot be used."""
 

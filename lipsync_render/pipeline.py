@@ -31,7 +31,7 @@ from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
 from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.compositor import CompositorPool, FrameOutput
 from lipsync_render.encoder import EncoderProcess, EncodeSettings
-from lipsync_render.errors import LipsyncError, RenderError
+from lipsync_render.errors import LipsyncError, OptionError, RenderError
 from lipsync_render.inference import (UNetRunner, check_precision, default_threads, execution_device, make_session,
                                       planned_device)
 from lipsync_render.package import Package, load_package
@@ -66,19 +66,19 @@ class RenderOptions:
 
     def check(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
-            raise LipsyncError(f"Batch size must be at least 1 (got {self.batch_size}).")
+            raise OptionError(f"Batch size must be at least 1 (got {self.batch_size}).")
         if self.workers is not None and self.workers < 0:
-            raise LipsyncError(f"Workers must be 0 or more (got {self.workers}).")
+            raise OptionError(f"Workers must be 0 or more (got {self.workers}).")
         if self.loop not in ("pingpong", "forward"):
-            raise LipsyncError(f"Loop mode must be 'pingpong' or 'forward' (got '{self.loop}').")
+            raise OptionError(f"Loop mode must be 'pingpong' or 'forward' (got '{self.loop}').")
         if self.frames_format not in ("jpg", "png"):
-            raise LipsyncError(f"Frame format must be 'jpg' or 'png' (got '{self.frames_format}').")
+            raise OptionError(f"Frame format must be 'jpg' or 'png' (got '{self.frames_format}').")
         if self.features not in ("audio", "package"):
-            raise LipsyncError(f"Features must come from 'audio' or 'package' (got '{self.features}').")
+            raise OptionError(f"Features must come from 'audio' or 'package' (got '{self.features}').")
         if self.precision not in PRECISIONS:
-            raise LipsyncError(f"Precision must be one of {', '.join(PRECISIONS)} (got '{self.precision}').")
+            raise OptionError(f"Precision must be one of {', '.join(PRECISIONS)} (got '{self.precision}').")
         if self.start_frame < 0:
-            raise LipsyncError(f"Start frame must be 0 or more (got {self.start_frame}).")
+            raise OptionError(f"Start frame must be 0 or more (got {self.start_frame}).")
 
     def resolve(self, device_kind: str) -> "RenderOptions":
         """A copy with the automatic settings filled in for a device kind ('cpu', 'cuda', 'tensorrt').

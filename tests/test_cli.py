@@ -101,7 +101,7 @@ def test_output_not_writable_even_as_root(tiny_package, short_wav, tmp_path):
 
 def test_batch_size_below_one(tiny_package, short_wav, tmp_path):
     result = render(short_wav, "--model", tiny_package, "-o", tmp_path / "x.mp4", "--batch-size", "0")
-    assert_clean_failure(result, "Batch size must be at least 1", tmp_path)
+    assert_clean_failure(result, "Batch size must be at least 1", tmp_path, code=2)
 
 
 def test_unknown_device(tiny_package, short_wav, tmp_path):
