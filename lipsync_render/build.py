@@ -146,7 +146,6 @@ class DatasetSource:
     """Everything a package is built from, checked and ready to stream."""
 
     layout: str
-    frame_count: int
     width: int
     height: int
     frames: Callable[[], Iterator[np.ndarray]]  # a fresh frame stream per call
@@ -156,6 +155,10 @@ class DatasetSource:
     rect_sources: list[Path]  # the file each rectangle came from, for error messages
     features: np.ndarray | None
     features_path: Path | None
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.rects)
 
 
 def numbered_files(folder: Path, suffix: str) -> list[Path]:
@@ -207,6 +210,12 @@ def read_rects_json(path: Path) -> np.ndarray:
     ):
         raise PackageError(f"{path} must hold one [x1, y1, x2, y2] integer rectangle per frame.")
     return rects.astype(np.int32)
+
+
+def dataset_features(dataset: Path) -> tuple[np.ndarray | None, Path | None]:
+    """The dataset's ``aud_ave.npy`` and its path, or (None, None) when it has none."""
+    path = dataset / FEATURES_FILE
+    return (read_features(path), path) if path.is_file() else (None, None)
 
 
 def read_features(path: Path) -> np.ndarray:
@@ -301,11 +310,9 @@ def synctalk2d_source(dataset: Path, video: Path | None) -> DatasetSource:
         rects = landmark_rects(landmarks_dir, frame_files, len(frame_files), frames_dir)
         frames = partial(jpeg_frames, frame_files, width, height)
         frames_origin = frames_dir
-    features_path = dataset / FEATURES_FILE
-    features = read_features(features_path) if features_path.is_file() else None
+    features, features_path = dataset_features(dataset)
     return DatasetSource(
         layout=SYNCTALK2D,
-        frame_count=len(rects),
         width=width,
         height=height,
         frames=frames,
@@ -314,7 +321,7 @@ def synctalk2d_source(dataset: Path, video: Path | None) -> DatasetSource:
         rects_origin=landmarks_dir,
         rect_sources=[landmarks_dir / f"{i}.lms" for i in range(len(rects))],
         features=features,
-        features_path=features_path if features is not None else None,
+        features_path=features_path,
     )
 
 
@@ -342,11 +349,9 @@ def sanders_source(dataset: Path, video: Path | None) -> DatasetSource:
         rect_sources = [rects_path / f"{i}.lms" for i in range(len(rects))]
     else:
         raise PackageError(f"{dataset} has no crop rectangles: expected {' or '.join(SANDERS_RECTS)} (or landmarks/).")
-    features_path = dataset / FEATURES_FILE
-    features = read_features(features_path) if features_path.is_file() else None
+    features, features_path = dataset_features(dataset)
     return DatasetSource(
         layout=SANDERS,
-        frame_count=len(rects),
         width=width,
         height=height,
         frames=partial(video_frames, video, len(rects), width, height, f"{rects_path} has {len(rects)} rectangles"),
@@ -355,7 +360,7 @@ def sanders_source(dataset: Path, video: Path | None) -> DatasetSource:
         rects_origin=rects_path,
         rect_sources=rect_sources,
         features=features,
-        features_path=features_path if features is not None else None,
+        features_path=features_path,
     )
 
 

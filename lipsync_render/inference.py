@@ -179,7 +179,6 @@ class UNetRunner:
         self.output_name = session.get_outputs()[0].name
         fixed = inputs[0].shape[0]
         self.model_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
-        self.batch_size = batch_size
         self.step = self.model_batch or batch_size
         self.constant_shape = self.model_batch is not None or execution_device(session) != "cpu"
         self.buffers = self._bind() if self.constant_shape else None

@@ -299,13 +299,6 @@ def _fits(dims: list, expected: tuple) -> bool:
     return all(not isinstance(d, int) or d == e for d, e in zip(dims[1:], expected))
 
 
-def model_batch_size(path: Path) -> int | None:
-    """The fixed batch size of a model's first input, or None when the batch axis is dynamic."""
-    inputs, _ = read_model_io(path)
-    first = inputs[0][1][0]
-    return first if isinstance(first, int) and first > 0 else None
-
-
 def write_package(
     dest: str | os.PathLike,
     name: str,

@@ -31,7 +31,7 @@ from lipsync_render.audio import SAMPLE_RATE, load_audio, melspectrogram
 from lipsync_render.compositing import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.compositor import CompositorPool, FrameOutput
 from lipsync_render.encoder import EncoderProcess, EncodeSettings
-from lipsync_render.errors import LipsyncError, OptionError, RenderError
+from lipsync_render.errors import LipsyncError, OptionError, PackageError, RenderError
 from lipsync_render.inference import (UNetRunner, check_precision, default_threads, execution_device, make_session,
                                       planned_device)
 from lipsync_render.package import Package, load_package
@@ -290,7 +290,7 @@ class _Run:
         self.run_id = renderer.renders
         self.frames_done = 0
         self.frame_output = FrameOutput(frames_dir, self.options.frames_format, self.options.jpeg_quality)
-        self.features = self._feature_stream(samples)  # the samples are not kept: only their mel is needed
+        self.stream, self.mel = self._feature_stream(samples)  # the samples are not kept: only their mel
 
     def execute(self) -> RenderResult:
         start = self.started
@@ -299,7 +299,7 @@ class _Run:
         partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
         threads = [threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
                    for stage in (self._prepare, self._infer, self._dispatch, self._collect)]
-        if self.features[1] is not None:
+        if self.mel is not None:
             threads.insert(0, threading.Thread(target=self._guard, args=(self._encode_features,), daemon=True))
         encoder, collector = self.r.encoder, threads[-1]
         try:
@@ -345,7 +345,8 @@ class _Run:
         """The feature table source: the package's pre-extracted features, or the audio's mel (encoded later)."""
         if self.options.features == "package":
             if self.package.features is None:
-                raise LipsyncError(f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy).")
+                raise PackageError(f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy) "
+                                   "for --features package.")
             return FeatureStream.from_table(np.asarray(self.package.features)), None
         tick = time.perf_counter()
         mel = melspectrogram(samples)
@@ -387,24 +388,22 @@ class _Run:
         frame is encoded after one UNet run rather than a whole batch (cold start); GPUs keep one shape."""
         size = self.options.batch_size
         first = size if self.r.unet.constant_shape else 1
-        bounds = [0, *range(min(first, size), self.frame_count, size), self.frame_count]
+        bounds = [0, *range(first, self.frame_count, size), self.frame_count]
         for start, stop in zip(bounds, bounds[1:]):
             if stop > start:
                 yield np.arange(start, stop)
 
     def _encode_features(self) -> None:
-        stream, mel = self.features
-        self.features = (stream, None)  # the mel goes once it is encoded: long audio keeps only the table
+        mel, self.mel = self.mel, None  # the mel goes once it is encoded: long audio keeps only the table
         tick = time.perf_counter()
-        stream.fill(mel, self.r.encoder_session, self.cancel)
+        self.stream.fill(mel, self.r.encoder_session, self.cancel)
         self.seconds["audio"] += time.perf_counter() - tick
 
     def _prepare(self) -> None:
-        stream = self.features[0]
         rects = self.package.rects
         for numbers in self._batches():
             indices = self.schedule[numbers]
-            audio = stream.blocks(numbers, self.cancel)
+            audio = self.stream.blocks(numbers, self.cancel)
             tick = time.perf_counter()
             visual = np.empty((len(numbers), 6, 320, 320), np.float32)
             for row, index in enumerate(indices):

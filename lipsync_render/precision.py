@@ -10,7 +10,6 @@ Cache entries are keyed by the fp32 model's sha256 and the recipe version, so a 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -156,8 +155,3 @@ def precision_psnr(package: Package, precision: str, frames: int = 8) -> float:
     feeds = calibration_inputs(package, frames, seed=1)
     outputs = [(reference.run(None, f)[0], variant.run(None, f)[0]) for f in feeds]
     return psnr(np.concatenate([a for a, _ in outputs]), np.concatenate([b for _, b in outputs]))
-
-
-def clear_cache(package: Package) -> None:
-    """Remove every cached variant of a package."""
-    shutil.rmtree(cache_dir(package), ignore_errors=True)

@@ -7,7 +7,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import soundfile as sf
 
@@ -73,7 +72,7 @@ class AudioTrack:
 
 
 class VideoWriter:
-    """Writes BGR (or ready I420) frames at a constant rate and muxes the audio alongside, interleaved."""
+    """Writes I420 frames at a constant rate and muxes the input file's audio alongside, interleaved."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int = 25, audio_path: Path | None = None,
                  crf: int = 18, preset: str = "veryfast", codec: str = "libx264", threads: int = 0):
@@ -95,10 +94,6 @@ class VideoWriter:
             layout = "stereo" if self.audio_track.channels == 2 else "mono"
             self.audio = self.container.add_stream("aac", rate=self.audio_track.rate, layout=layout)
             self.audio.time_base = Fraction(1, self.audio_track.rate)
-
-    def write_bgr(self, frame: np.ndarray) -> None:
-        """Encode one BGR uint8 frame (converted with OpenCV, far cheaper than PyAV's bgr24 path)."""
-        self.write_i420(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420))
 
     def write_i420(self, planes: np.ndarray) -> None:
         """Encode one frame given as an (H*3/2, W) uint8 I420 buffer."""
