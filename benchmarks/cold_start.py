@@ -23,7 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello.wav"
 CHILD = """
 import json, sys, time
 launched = float(sys.argv[1])
-from lipsync_render.pipeline import Renderer, RenderOptions
+from lipsync_render.render.pipeline import Renderer, RenderOptions
 options = RenderOptions(**json.loads(sys.argv[4]))
 first = []
 with Renderer(sys.argv[2], options) as renderer:

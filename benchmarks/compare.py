@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render import bench, bench_report
-from lipsync_render.inference import planned_device
-from lipsync_render.pipeline import Renderer, RenderOptions
-from lipsync_render.video import read_frames_bgr
+from lipsync_render.diagnostics import bench, bench_report
+from lipsync_render.runtimes.ort.sessions import planned_device
+from lipsync_render.render.pipeline import Renderer, RenderOptions
+from lipsync_render.media.video import read_frames_bgr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_baseline import STAGES as NAIVE_STAGES  # noqa: E402

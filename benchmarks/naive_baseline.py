@@ -29,13 +29,13 @@ import av
 import cv2
 import numpy as np
 
-from lipsync_render.audio import SAMPLE_RATE, load_audio
-from lipsync_render.compositing import crop_328, paste_back, prediction_to_uint8, visual_input
-from lipsync_render.features import audio_features, frame_block, frame_count_for_audio
-from lipsync_render.inference import default_threads, make_session
+from lipsync_render.media.audio import SAMPLE_RATE, load_audio
+from lipsync_render.render.geometry import crop_328, paste_back, prediction_to_uint8, visual_input
+from lipsync_render.render.features import audio_features, frame_block, frame_count_for_audio
+from lipsync_render.runtimes.ort.sessions import default_threads, make_session
 from lipsync_render.package import Package, load_package
-from lipsync_render.pipeline import frame_schedule
-from lipsync_render.video import VideoWriter
+from lipsync_render.render.pipeline import frame_schedule
+from lipsync_render.media.video import VideoWriter
 
 STAGES = ("features", "frame", "model_input", "unet", "paste", "intermediate", "encode")
 
@@ -69,7 +69,7 @@ class NaiveRenderer:
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
         self.unet = make_session(self.package.unet_path, device, threads or default_threads())
-        self.encoder = make_session(self.package.encoder_path, device, 1)
+        self.encoder = make_session(self.package.audio_encoder_path, device, 1)
         self.visual_name, self.audio_name = (i.name for i in self.unet.get_inputs())
         self.crf, self.preset, self.codec = crf, preset, codec
         self.load_seconds = time.perf_counter() - start

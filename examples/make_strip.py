@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from lipsync_render.video import read_frames_bgr
+from lipsync_render.media.video import read_frames_bgr
 
 
 def main() -> None:

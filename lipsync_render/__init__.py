@@ -5,14 +5,20 @@ __version__ = "0.1.0"
 from lipsync_render.errors import AudioError, DeviceError, LipsyncError, OptionError, PackageError, RenderError
 
 
-def __getattr__(name: str):
-    """Import the pipeline lazily, so `lipsync --help` and the errors stay cheap to import."""
-    if name in ("Renderer", "RenderOptions", "RenderResult", "render"):
-        from lipsync_render import pipeline
+from lipsync_render.options import RenderOptions, SessionOptions
 
-        return getattr(pipeline, name)
+_LAZY = {"Renderer": "lipsync_render.render.renderer", "render": "lipsync_render.render.renderer",
+         "RenderResult": "lipsync_render.render.result"}
+
+
+def __getattr__(name: str):
+    """Import the render core lazily, so `lipsync --help` and the errors stay cheap to import."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)
 
 
 __all__ = ["AudioError", "DeviceError", "LipsyncError", "OptionError", "PackageError", "RenderError", "RenderOptions",
-           "RenderResult", "Renderer", "__version__", "render"]
+           "RenderResult", "Renderer", "SessionOptions", "__version__", "render"]

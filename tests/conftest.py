@@ -33,7 +33,7 @@ EXAMPLES_DIR = PROJECT_DIR / "examples"
 @pytest.fixture(scope="session")
 def tiny_package(tmp_path_factory) -> Path:
     """A synthetic package with cheap models and 12 full-size frames."""
-    from lipsync_render.synth import synth_package
+    from lipsync_render.synth.avatar import synth_package
 
     return synth_package(tmp_path_factory.mktemp("packages") / "tiny", frames=12, tiny=True, seed=3)
 

@@ -1,0 +1,115 @@
+"""Progress and per-file reporting for the CLI: rich bars on stderr (terminals only), a line per file or job, a summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lipsync_render.errors import LipsyncError
+from lipsync_render.render.result import RenderResult
+
+if TYPE_CHECKING:
+    from lipsync_render.jobs import JobResult
+
+
+class ProgressReporter:
+    """Runs renders one by one, showing a bar with fps and ETA, and collects their results."""
+
+    def __init__(self, enabled: bool = True):
+        self.console = Console(stderr=True, highlight=False)
+        self.enabled = enabled
+        self.show_bar = enabled and sys.stderr.isatty()
+        self.results: list[RenderResult] = []
+
+    def run(self, path: Path, render: Callable[[Callable[[int, int], None] | None], RenderResult]) -> RenderResult:
+        """Call ``render(on_progress)``; a LipsyncError becomes a failed result, not an exception."""
+        try:
+            if self.show_bar:
+                result = self._with_bar(path, render)
+            else:
+                result = render(None)
+        except LipsyncError as exc:
+            result = RenderResult(input=str(path), output=None, status="error", error=str(exc))
+            where = "" if str(path) in str(exc) else f"{path}: "
+            self.console.print(f"error: {where}{exc}", markup=False, soft_wrap=True)
+        else:
+            if self.enabled:
+                self.console.print(
+                    f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio, "
+                    f"{result.fps:.1f} fps ({result.backend} on {', '.join(result.providers)})", markup=False, soft_wrap=True)
+        self.results.append(result)
+        return result
+
+    def _with_bar(self, path: Path, render) -> RenderResult:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn()]
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task(path.name, total=None, fps=0.0)
+
+            def update(done: int, total: int) -> None:
+                elapsed = progress.tasks[0].elapsed or 0.0
+                progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
+
+            return render(update)
+
+    def summary(self) -> None:
+        """One closing line when several files were rendered or any failed."""
+        failed = sum(r.status != "ok" for r in self.results)
+        if self.enabled and (len(self.results) > 1 or failed):
+            self.console.print(f"{len(self.results) - failed} rendered, {failed} failed", markup=False, soft_wrap=True)
+
+
+class JobReporter:
+    """One progress bar over all jobs (stderr, terminals only), a line per job and a closing summary."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.total = total
+        self.enabled = enabled
+        self.results: list[JobResult] = []
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> "JobReporter":
+        if self.enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("jobs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("jobs", total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def add(self, result: JobResult) -> None:
+        """Print one line for a finished job and advance the bar."""
+        self.results.append(result)
+        if self.enabled:
+            self.console.print(_describe(result), markup=False, soft_wrap=True)
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def summary(self) -> None:
+        if not self.enabled:
+            return
+        counts = {status: sum(r.status == status for r in self.results) for status in ("ok", "skipped", "error")}
+        not_run = self.total - len(self.results)
+        line = f"{counts['ok']} rendered, {counts['skipped']} skipped, {counts['error']} failed"
+        self.console.print(line + (f", {not_run} not run" if not_run else ""), markup=False, soft_wrap=True)
+
+
+def _describe(result: JobResult) -> str:
+    if result.status == "error":
+        return f"error: {result.job}: {result.error}"
+    if result.status == "skipped":
+        return f"skip  {result.output} (up to date)"
+    return f"ok    {result.input} -> {result.output}  {result.frames} frames, {result.fps:.1f} fps"

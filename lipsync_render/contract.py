@@ -1,0 +1,144 @@
+"""The model contract: the shapes SyncTalk_2D's models and geometry agree on, and the checks of a package's parts.
+
+Reference §3, §5 and §6: a 328x328 face crop whose central 320x320 region the UNet sees (6 channels: the region
+and a masked copy) with a [32, 16, 16] block of audio features, and predicts (3 channels); the AVE audio encoder
+turns one [1, 80, 16] mel window into 512 features, one window per 40 ms video frame. Package loading and package
+building both check models, rectangles and features here, with the same sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lipsync_render.errors import PackageError
+
+VIDEO_FPS = 25  # one audio feature row per video frame: the models are trained at 25 fps
+CROP_SIZE = 328  # the face crop every rectangle is resized to
+ROI_OFFSET = 4  # the UNet's region starts this far inside the crop
+ROI_SIZE = 320
+ROI = slice(ROI_OFFSET, ROI_OFFSET + ROI_SIZE)
+FEATURE_DIM = 512  # AVE features per encoder window
+MEL_BINS = 80
+MEL_WINDOW = 16  # mel frames per encoder window
+AUDIO_BLOCK_SHAPE = (32, 16, 16)  # 16 feature rows of 512, as (2 x 16) channels of 16x16
+VISUAL_INPUT_SHAPE = (6, ROI_SIZE, ROI_SIZE)
+PREDICTION_SHAPE = (3, ROI_SIZE, ROI_SIZE)
+ENCODER_INPUT_SHAPE = (1, MEL_BINS, MEL_WINDOW)
+ENCODER_OUTPUT_SHAPE = (FEATURE_DIM,)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The per-sample shapes of one model's inputs and first output (a batch axis comes first)."""
+
+    key: str  # its entry in a package manifest's "files" and "models"
+    label: str  # how sentences name it
+    inputs: tuple[tuple[int, ...], ...]
+    output: tuple[int, ...]
+
+
+UNET = ModelContract("unet", "UNet", (VISUAL_INPUT_SHAPE, AUDIO_BLOCK_SHAPE), PREDICTION_SHAPE)
+AUDIO_ENCODER = ModelContract("encoder", "audio encoder", (ENCODER_INPUT_SHAPE,), ENCODER_OUTPUT_SHAPE)
+
+
+@dataclass
+class ModelIO:
+    """Input and output tensor names of one ONNX model."""
+
+    inputs: list[str]
+    outputs: list[str]
+
+
+def read_model_io(path: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    """(name, dims) of a model's graph inputs and outputs, without loading its weights."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+
+    def dims(value_info) -> list:
+        shape = value_info.type.tensor_type.shape
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+    inputs = [(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
+    outputs = [(v.name, dims(v)) for v in model.graph.output]
+    return inputs, outputs
+
+
+def check_model(path: Path, contract: ModelContract, names: dict | None = None) -> tuple[list[str], ModelIO | None]:
+    """(problems, names) of an ONNX model against the contract and, when given, a manifest's names."""
+    where = f"The {contract.label} model {path}"
+    try:
+        inputs, outputs = read_model_io(path)
+    except Exception as exc:  # onnx raises several unrelated types for a damaged file
+        return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
+    input_names, output_names = [n for n, _ in inputs], [n for n, _ in outputs]
+    if names is not None and (input_names != names["inputs"] or output_names[: len(names["outputs"])] != names["outputs"]):
+        return [f"{where} has inputs {input_names} and outputs {output_names}, not the {names['inputs']} -> "
+                f"{names['outputs']} the manifest names."], None
+    if len(inputs) != len(contract.inputs) or not outputs:
+        return [f"{where} does not fit the contract: it takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
+                f"expected {len(contract.inputs)} inputs and an output."], None
+    problems = [f"{where} does not fit the contract: input '{name}' has shape {_dims(dims)}; expected "
+                f"{_dims(['batch', *shape])}."
+                for (name, dims), shape in zip(inputs, contract.inputs) if not _fits(dims, shape)]
+    name, dims = outputs[0]
+    if not _fits(dims, contract.output):
+        problems.append(f"{where} does not fit the contract: output '{name}' has shape {_dims(dims)}; expected "
+                        f"{_dims(['batch', *contract.output])}.")
+    if problems:
+        return problems, None
+    return [], ModelIO(input_names, names["outputs"] if names is not None else output_names)
+
+
+def _fits(dims: list, expected: tuple) -> bool:
+    """A batch axis (symbolic or fixed) followed by exactly the expected dims (symbolic dims accepted)."""
+    return len(dims) == len(expected) + 1 and all(not isinstance(d, int) or d == e for d, e in zip(dims[1:], expected))
+
+
+def _dims(dims: list) -> str:
+    return "[" + ", ".join(map(str, dims)) + "]"
+
+
+def parse_rects(data: object, path: Path) -> np.ndarray:
+    """Rectangles from JSON data: a non-empty list of [x1, y1, x2, y2] integers, as (N, 4) int64; else PackageError.
+
+    Every value is checked as an integer before any cast, so no float or huge value can wrap into the frame.
+    """
+    rects = np.asarray(data, dtype=object) if isinstance(data, list) else np.empty((0,))
+    if rects.ndim != 2 or rects.shape[1:] != (4,) or not rects.size or not all(
+            isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in rects.flat):
+        raise PackageError(f"{path} must hold one [x1, y1, x2, y2] integer rectangle per frame.")
+    return rects.astype(np.int64)
+
+
+def check_rects(rects: np.ndarray, width: int, height: int, sources: Path | Sequence[Path]) -> list[str]:
+    """One sentence per kind of bad rectangle (empty, not square, outside the frame), naming the first and where
+    it came from (``sources``: one file for all rectangles, or one per rectangle)."""
+    x1, y1, x2, y2 = np.asarray(rects, dtype=np.int64).T
+    kinds = (
+        ((x2 <= x1) | (y2 <= y1), "is empty"),
+        ((x2 - x1) != (y2 - y1), "is not square"),
+        ((x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height), f"lies outside the {width}x{height} frame"),
+    )
+    problems = []
+    for bad, what in kinds:
+        hits = np.flatnonzero(bad)
+        if hits.size:
+            i = int(hits[0])
+            source = sources if isinstance(sources, Path) else sources[i]
+            more = f" ({hits.size} such rectangles)" if hits.size > 1 else ""
+            problems.append(f"Crop rectangle {i} {np.asarray(rects)[i].tolist()} from {source} {what}{more}.")
+    return problems
+
+
+def check_features(features: np.ndarray, path: Path) -> list[str]:
+    """Pre-extracted AVE features must be a float (K, 512) array."""
+    if features.ndim != 2 or features.shape[1] != FEATURE_DIM or not np.issubdtype(features.dtype, np.floating):
+        return [f"{path} holds {features.dtype} {features.shape}; audio features must be a float (K, {FEATURE_DIM}) "
+                "array."]
+    return []

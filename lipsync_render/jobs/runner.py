@@ -1,0 +1,50 @@
+"""``run_jobs``: every job of a manifest, here or on a Ray cluster, skipping the ones already done."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from lipsync_render.jobs.manifest import Job
+from lipsync_render.jobs.sidecar import is_done, recorded_results
+from lipsync_render.jobs.worker import JobResult, JobWorker, grouped
+
+
+def run_jobs(jobs: list[Job], skip_existing: bool = False, fail_fast: bool = False,
+             on_result: Callable[[JobResult], None] | None = None, ray_address: str | None = None) -> list[JobResult]:
+    """Run jobs here (or on Ray when ``ray_address`` is given); results come back in job order.
+
+    Jobs are grouped so that each package and session setup loads once. ``on_result`` sees each result as it
+    finishes. With ``fail_fast`` no job is started after the first failure; jobs not started have no result.
+    """
+    results: dict[int, JobResult] = {}
+
+    def report(index: int, result: JobResult) -> None:
+        results[index] = result
+        if on_result is not None:
+            on_result(result)
+
+    pending = []
+    for index, job in enumerate(jobs):
+        if skip_existing and is_done(job):
+            report(index, JobResult.for_job(job, status="skipped", **recorded_results(job)))
+        else:
+            pending.append(index)
+    if ray_address is not None:
+        from lipsync_render.jobs.ray_runner import run_on_ray
+
+        run_on_ray(list(jobs), pending, fail_fast, report, ray_address)
+    else:
+        _run_here(jobs, pending, fail_fast, report)
+    return [results[i] for i in sorted(results)]
+
+
+def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report) -> None:
+    worker = JobWorker()
+    try:
+        for index in grouped(jobs, pending):
+            result = worker.run(jobs[index])
+            report(index, result)
+            if result.status == "error" and fail_fast:
+                break
+    finally:
+        worker.close()

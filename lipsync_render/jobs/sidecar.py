@@ -1,0 +1,103 @@
+"""Sidecars: ``X.mp4.json`` beside each finished output records what made it, so a rerun can skip it.
+
+The sidecar holds the input's sha256, the package checksum, the output-affecting options and the tool version,
+and is written (atomically) only after the MP4 is in place, so a killed run leaves no sidecar claiming a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+from lipsync_render import __version__
+from lipsync_render.errors import LipsyncError
+from lipsync_render.jobs.manifest import Job
+from lipsync_render.options import output_affecting
+from lipsync_render.package import MANIFEST, resolve_package_path, sha256_file
+from lipsync_render.render.result import RenderResult
+
+LEFTOVER_PATTERN = re.compile(r"^\.(?P<name>.*)\.(?P<pid>\d+)\.(partial\.mp4|tmp)$")
+
+
+def sidecar_path(output: Path) -> Path:
+    """``X.mp4`` -> ``X.mp4.json``."""
+    return output.with_name(output.name + ".json")
+
+
+def job_identity(job: Job, package_checksum: str) -> dict:
+    """What a finished output must have been made from for a rerun to keep it."""
+    return {"input_sha256": sha256_file(job.audio), "package_checksum": package_checksum,
+            "options": output_affecting(job.session, job.render), "version": __version__}
+
+
+def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_codec: str) -> None:
+    """Record what made ``job.output`` beside it; atomic, and only once the MP4 is in place."""
+    record = {
+        "tool": "lipsync-render",
+        **job_identity(job, package_checksum),
+        "input": str(job.audio),
+        "model": job.model,
+        "output": str(job.output),
+        "output_bytes": job.output.stat().st_size,
+        "video_codec": video_codec,
+        "status": result.status,
+        "frames": result.frames,
+        "duration": result.duration,
+        "fps": result.fps,
+        "seconds": result.seconds,
+        "providers": result.providers,
+        "host": socket.gethostname(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    sidecar = sidecar_path(job.output)
+    temporary = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, sidecar)
+
+
+def is_done(job: Job) -> bool:
+    """Whether the job's MP4 exists and its sidecar says it was made from the same input, package and options."""
+    sidecar = sidecar_path(job.output)
+    if not job.output.is_file() or not sidecar.is_file():
+        return False
+    try:
+        record = json.loads(sidecar.read_text())
+        checksum = sha256_file(resolve_package_path(job.model) / MANIFEST)
+        expected = job_identity(job, checksum)
+    except (OSError, ValueError, LipsyncError):
+        return False  # unreadable sidecar, missing input or package: render it and let that report the problem
+    return (isinstance(record, dict) and record.get("status") == "ok"
+            and record.get("output_bytes") == job.output.stat().st_size
+            and all(record.get(key) == value for key, value in expected.items()))
+
+
+def remove_stale_partials(output: Path) -> None:
+    """Delete the partial MP4 and sidecar files a killed run left for this output (their process is gone).
+
+    The process id in a partial's name is only checked on this machine; two runs rendering the same output at
+    once on two machines of a shared file system are not supported anyway (the outputs would race too).
+    """
+    import glob
+
+    import psutil
+
+    if not output.parent.is_dir():
+        return
+    leftovers = {output.stem: f".{glob.escape(output.stem)}.*.partial.mp4",
+                 sidecar_path(output).name: f".{glob.escape(sidecar_path(output).name)}.*.tmp"}
+    for name, pattern in leftovers.items():
+        for path in output.parent.glob(pattern):
+            match = LEFTOVER_PATTERN.match(path.name)
+            if match and match["name"] == name and not psutil.pid_exists(int(match["pid"])):
+                path.unlink(missing_ok=True)
+
+
+def recorded_results(job: Job) -> dict:
+    """Frames, duration and timings of a skipped job, from its sidecar."""
+    record = json.loads(sidecar_path(job.output).read_text())
+    return {name: record[name] for name in ("frames", "duration", "fps", "seconds", "providers", "host")
+            if name in record}

@@ -1,0 +1,203 @@
+"""MP4 output with PyAV: H.264 yuv420p video, AAC audio from the input file, interleaved, faststart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+from lipsync_render.options import RenderOptions
+
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+FALLBACK_AUDIO_RATE = 48000
+AUDIO_BLOCK = 4096
+
+
+ENCODERS = {"libx264": "libx264", "nvenc": "h264_nvenc"}  # --video-encoder values -> FFmpeg encoders
+
+
+def encoder_opens(codec: str) -> bool:
+    """Whether FFmpeg can really open this H.264 encoder here (NVENC needs a GPU and driver)."""
+    try:
+        context = av.CodecContext.create(codec, "w")
+        context.width, context.height, context.pix_fmt = 256, 144, "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.open()
+        return True
+    except (av.FFmpegError, ValueError, OSError):
+        return False
+
+
+def select_video_encoder(name: str = "auto") -> str:
+    """The FFmpeg encoder for auto, libx264 or nvenc; an explicit nvenc that cannot open is an error."""
+    from lipsync_render.errors import DeviceError
+
+    if name == "auto":
+        return "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
+    if name not in ENCODERS:
+        raise DeviceError(f"Unknown video encoder '{name}': use auto, libx264 or nvenc.")
+    if not encoder_opens(ENCODERS[name]):
+        raise DeviceError(f"The {ENCODERS[name]} encoder cannot be opened on this machine (no NVIDIA GPU or driver?).")
+    return ENCODERS[name]
+
+
+class AudioTrack:
+    """The input file's audio, read in blocks at an AAC-compatible rate (its own, else 48 kHz), mono or stereo."""
+
+    def __init__(self, path: Path):
+        self.file = sf.SoundFile(str(path))
+        self.source_rate = self.file.samplerate
+        self.channels = 2 if self.file.channels == 2 else 1
+        self.rate = self.source_rate if self.source_rate in AAC_RATES else FALLBACK_AUDIO_RATE
+        self.resampler = None
+        if self.rate != self.source_rate:
+            import soxr
+
+            self.resampler = soxr.ResampleStream(self.source_rate, self.rate, self.channels, dtype="float32", quality="HQ")
+        self.total = int(round(self.file.frames * self.rate / self.source_rate))
+
+    def read(self, count: int) -> np.ndarray:
+        """Up to ``count`` source samples as (channels, n) float32 at the output rate."""
+        block = self.file.read(count, dtype="float32", always_2d=True)
+        if block.shape[1] != self.channels:
+            block = block.mean(axis=1, keepdims=True)
+        if self.resampler is not None:
+            block = self.resampler.resample_chunk(block, last=len(block) < count)
+        return np.ascontiguousarray(block.T)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass(frozen=True)
+class VideoTarget:
+    """The file to write and the stream it holds; the quality settings come from RenderOptions."""
+
+    path: Path
+    width: int
+    height: int
+    fps: int = 25
+    audio_path: Path | None = None  # muxed as AAC; None writes video only
+    codec: str = "libx264"  # an FFmpeg encoder name (select_video_encoder)
+    threads: int = 0  # libx264 threads, 0: x264's own choice
+
+
+def codec_options(codec: str, options: RenderOptions, threads: int = 0) -> dict[str, str]:
+    """FFmpeg encoder options for the render options: x264's CRF and preset, or NVENC's constant quality."""
+    if codec == "libx264":
+        return {"crf": str(options.crf), "preset": options.preset, **({"threads": str(threads)} if threads else {})}
+    return {"preset": "p4", "cq": str(options.crf)}
+
+
+class VideoWriter:
+    """Writes I420 frames at a constant rate and muxes the input file's audio alongside, interleaved."""
+
+    def __init__(self, target: VideoTarget, options: RenderOptions = RenderOptions()):
+        self.path = Path(target.path)
+        self.fps = target.fps
+        self.width, self.height = target.width, target.height
+        self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        self.video = self.container.add_stream(target.codec, rate=target.fps)
+        self.video.width, self.video.height, self.video.pix_fmt = target.width, target.height, "yuv420p"
+        self.video.codec_context.time_base = Fraction(1, target.fps)
+        self.video.options = codec_options(target.codec, options, target.threads)
+        self.frames_written = 0
+        self.audio_track = AudioTrack(target.audio_path) if target.audio_path is not None else None
+        self.audio_written = 0
+        if self.audio_track is not None:
+            layout = "stereo" if self.audio_track.channels == 2 else "mono"
+            self.audio = self.container.add_stream("aac", rate=self.audio_track.rate, layout=layout)
+            self.audio.time_base = Fraction(1, self.audio_track.rate)
+
+    def write_i420(self, planes: np.ndarray) -> None:
+        """Encode one frame given as an (H*3/2, W) uint8 I420 buffer."""
+        frame = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
+        frame.pts = self.frames_written
+        self.container.mux(self.video.encode(frame))
+        self.frames_written += 1
+        self._write_audio_until(self.frames_written / self.fps)
+
+    def _write_audio_until(self, seconds: float | None) -> None:
+        track = self.audio_track
+        if track is None:
+            return
+        target = track.total if seconds is None else min(track.total, int(seconds * track.rate))
+        while self.audio_written < target:
+            samples = track.read(min(AUDIO_BLOCK, max(1, int((target - self.audio_written) * track.source_rate / track.rate))))
+            if samples.shape[1] == 0:
+                break
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self.audio.layout.name)
+            frame.sample_rate = track.rate
+            frame.pts = self.audio_written
+            self.container.mux(self.audio.encode(frame))
+            self.audio_written += samples.shape[1]
+
+    def close(self) -> None:
+        """Flush both encoders and finish the file (faststart moves the index to the front)."""
+        self.container.mux(self.video.encode(None))
+        if self.audio_track is not None:
+            self._write_audio_until(None)
+            self.container.mux(self.audio.encode(None))
+            self.audio_track.close()
+        self.container.close()
+
+    def abort(self) -> None:
+        """Close without flushing; the caller deletes the partial file."""
+        try:
+            if self.audio_track is not None:
+                self.audio_track.close()
+            self.container.close()
+        except Exception:  # the file is discarded anyway
+            pass
+
+
+@dataclass
+class MediaInfo:
+    """What a finished MP4 holds, as decoded by PyAV."""
+
+    video_codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    fps: float
+    frames: int
+    video_duration: float
+    audio_codec: str | None
+    audio_rate: int | None
+    audio_duration: float | None
+
+
+def probe(path: Path, count_frames: bool = True) -> MediaInfo:
+    """Inspect an MP4: codecs, size, rate, frame count (decoded) and both stream durations."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        frames = video.frames
+        if count_frames:
+            frames = sum(1 for _ in container.decode(video=0))
+        fps = float(video.average_rate or video.base_rate)
+        video_duration = float(video.duration * video.time_base) if video.duration else frames / fps
+        audio_duration = float(audio.duration * audio.time_base) if audio is not None and audio.duration else None
+        return MediaInfo(
+            video_codec=video.codec_context.name,
+            pix_fmt=video.codec_context.pix_fmt or "",
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            fps=fps,
+            frames=frames,
+            video_duration=video_duration,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            audio_rate=audio.codec_context.sample_rate if audio is not None else None,
+            audio_duration=audio_duration,
+        )
+
+
+def read_frames_bgr(path: Path):
+    """Decoded frames of a video as BGR uint8 arrays, lazily."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="bgr24")

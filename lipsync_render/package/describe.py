@@ -1,0 +1,65 @@
+"""Human-readable description of a model package (`lipsync package inspect`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from lipsync_render.contract import read_model_io
+from lipsync_render.package import Package, load_package
+
+
+def describe_package(name: str | os.PathLike) -> str:
+    """Manifest, frames, duration, rectangle statistics, model I/O and parameter counts, as text."""
+    package = load_package(name)
+    lines = [
+        f"package    {package.name}  ({package.root})",
+        f"format     {package.manifest['format']} v{package.manifest['format_version']}, "
+        f"created by {package.manifest.get('created_by', '?')}",
+        f"frames     {package.frame_count} x {package.width}x{package.height} BGR at {package.fps} fps "
+        f"= {package.frame_count / package.fps:.2f} s ({package.frames_path.name}, "
+        f"{package.frames_path.stat().st_size / 2**20:.1f} MiB)",
+        *_rect_lines(package),
+        *_model_lines("unet", package.unet_path),
+        *_model_lines("encoder", package.audio_encoder_path),
+        f"features   {_features_line(package)}",
+    ]
+    extra = {k: v for k, v in package.manifest.items()
+             if k not in {"format", "format_version", "name", "fps", "width", "height", "frame_count", "files",
+                          "models", "checksums", "created_by"}}
+    if extra:
+        lines.append(f"extra      {json.dumps(extra)}")
+    return "\n".join(lines)
+
+
+def _rect_lines(package: Package) -> list[str]:
+    rects = package.rects
+    sides = rects[:, 2] - rects[:, 0]
+    centres = (rects[:, :2] + rects[:, 2:]) / 2
+    return [
+        f"rects      {len(rects)} squares, side {sides.min()}-{sides.max()} (mean {sides.mean():.1f}), "
+        f"x1 {rects[:, 0].min()}-{rects[:, 0].max()}, y1 {rects[:, 1].min()}-{rects[:, 1].max()}",
+        f"           centre motion: std x {centres[:, 0].std():.2f} px, y {centres[:, 1].std():.2f} px",
+    ]
+
+
+def _model_lines(role: str, path) -> list[str]:
+    import onnx
+
+    from lipsync_render.synth.architectures import count_parameters
+
+    inputs, outputs = read_model_io(path)
+    params = count_parameters(onnx.load(str(path)))
+    signature = ", ".join(f"{n} {list(d)}" for n, d in inputs) + " -> " + ", ".join(f"{n} {list(d)}" for n, d in outputs)
+    return [f"{role:<10} {path.name} ({path.stat().st_size / 2**20:.1f} MiB, {params / 1e6:.3f} M parameters)",
+            f"           {signature}"]
+
+
+def _features_line(package: Package) -> str:
+    if package.features is None:
+        return "none (computed from audio at render time)"
+    table = np.asarray(package.features)
+    return (f"{package.manifest['files']['features']} {table.shape}, "
+            f"{len(table) / package.fps:.2f} s, min {table.min():.3f} max {table.max():.3f} mean {table.mean():.3f}")

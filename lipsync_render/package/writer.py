@@ -1,0 +1,98 @@
+"""Writing model packages atomically: frames streamed into a memory-mapped array, manifest with checksums."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from lipsync_render import __version__
+from lipsync_render.contract import read_model_io
+from lipsync_render.errors import PackageError
+from lipsync_render.package.loader import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+
+
+def write_package(
+    dest: str | os.PathLike,
+    name: str,
+    frames: Iterable[np.ndarray],
+    frame_count: int,
+    rects: np.ndarray,
+    unet: str | os.PathLike | bytes,
+    encoder: str | os.PathLike | bytes,
+    features: np.ndarray | None = None,
+    fps: int = 25,
+    created_by: str = "",
+    extra: dict | None = None,
+) -> Path:
+    """Write a package atomically (into a temporary sibling, renamed at the end) and return its path.
+
+    ``frames`` is an iterable of (H, W, 3) uint8 BGR frames, streamed into a memory-mapped array;
+    ``unet``/``encoder`` are ONNX files or serialized model bytes.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        height = width = None
+        store = None
+        count = 0
+        for frame in frames:
+            if store is None:
+                height, width = frame.shape[:2]
+                store = np.lib.format.open_memmap(staging / "frames.npy", mode="w+", dtype=np.uint8,
+                                                  shape=(frame_count, height, width, 3))
+            if count >= frame_count or frame.shape != (height, width, 3):
+                raise PackageError(f"Frame {count} has shape {frame.shape}; expected {frame_count} frames of ({height}, {width}, 3).")
+            store[count] = frame
+            count += 1
+        if store is None or count != frame_count:
+            raise PackageError(f"Got {count} frames for a package of {frame_count}.")
+        store.flush()
+        del store
+        rects = np.asarray(rects, dtype=np.int64)
+        (staging / "crop_rects.json").write_text(json.dumps(rects.tolist()))
+        _put_model(unet, staging / "unet.onnx")
+        _put_model(encoder, staging / "audio_encoder.onnx")
+        files = {"frames": "frames.npy", "rects": "crop_rects.json", "unet": "unet.onnx", "encoder": "audio_encoder.onnx"}
+        if features is not None:
+            np.save(staging / "aud_ave.npy", np.ascontiguousarray(features, dtype=np.float32))
+            files["features"] = "aud_ave.npy"
+        models = {}
+        for role, filename in (("unet", "unet.onnx"), ("encoder", "audio_encoder.onnx")):
+            inputs, outputs = read_model_io(staging / filename)
+            models[role] = {"inputs": [n for n, _ in inputs], "outputs": [n for n, _ in outputs]}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "fps": fps,
+            "width": int(width),
+            "height": int(height),
+            "frame_count": frame_count,
+            "files": files,
+            "models": models,
+            "checksums": {rel: sha256_file(staging / rel) for rel in files.values()},
+            "created_by": created_by or f"lipsync-render {__version__}",
+            **(extra or {}),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+def _put_model(model: str | os.PathLike | bytes, target: Path) -> None:
+    if isinstance(model, bytes):
+        target.write_bytes(model)
+    else:
+        shutil.copyfile(model, target)

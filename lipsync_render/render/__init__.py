@@ -1,0 +1,1 @@
+"""The render core: the Renderer, its pipeline of stage threads, and the stages' own modules."""

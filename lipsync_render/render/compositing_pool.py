@@ -1,0 +1,136 @@
+"""Compositing workers: paste predictions into frames in a process pool, exchanging pixels via shared memory.
+
+Each ring slot holds one 320x320 prediction going in and one finished I420 frame coming out (which the encoder
+process reads from the same slot), so only small task tuples are pickled. Workers memory-map the package frames
+themselves. A worker that dies surfaces as BrokenProcessPool on its future, never as a hang.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lipsync_render.render.frame_ring import RingLayout
+from lipsync_render.render.geometry import composite_frame
+
+@dataclass(frozen=True)
+class FrameOutput:
+    """Where composited frames also go as images (``--frames-dir``)."""
+
+    directory: Path | None = None
+    image_format: str = "jpg"
+    jpeg_quality: int = 75
+
+    def write(self, number: int, frame: np.ndarray) -> None:
+        if self.directory is None:
+            return
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.image_format == "jpg" else []
+        path = self.directory / f"{number:06d}.{self.image_format}"
+        if not cv2.imwrite(str(path), frame, params):
+            raise OSError(f"could not write {path}")
+
+
+class _WorkerState:
+    """What a compositing process holds: the ring views and the package frames."""
+
+    def __init__(self, ring_name: str | None, layout: RingLayout, frames_path: Path, ring=None):
+        self.shm = shared_memory.SharedMemory(name=ring_name) if ring_name else None
+        self.predictions, self.i420 = layout.views(self.shm.buf if self.shm else ring)
+        self.frames = np.load(frames_path, mmap_mode="r")
+        self.scratch = np.empty(self.frames.shape[1:], np.uint8)
+
+    def composite(self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
+        """Composite one frame into the slot's I420 area; returns the seconds it took."""
+        start = time.perf_counter()
+        frame = composite_frame(self.frames[frame_index], rect, self.predictions[slot], out=self.scratch)
+        cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=self.i420[slot])
+        output.write(number, frame)
+        return time.perf_counter() - start
+
+
+_state: _WorkerState | None = None
+
+
+def _init_worker(ring_name: str, layout: RingLayout, frames_path: Path) -> None:
+    global _state
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    cv2.setNumThreads(1)
+    _state = _WorkerState(ring_name, layout, frames_path)
+
+
+def _composite_in_worker(slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
+    return _state.composite(slot, frame_index, rect, number, output)
+
+
+class CompositingPool:
+    """Composites frames in ``workers`` processes (0: in the calling thread) through a shared-memory ring."""
+
+    def __init__(self, frames_path: Path, width: int, height: int, slots: int, workers: int = 1):
+        self.layout = RingLayout(slots, width, height)
+        self.workers = workers
+        self.shm = shared_memory.SharedMemory(create=True, size=slots * self.layout.slot_bytes)
+        self.predictions, _ = self.layout.views(self.shm.buf)  # the encoder process reads the frames
+        self.frames_path = frames_path
+        self.executor = None
+        self.local = None
+        self.starting = []
+        if workers > 0:
+            self._start_workers()
+        else:
+            self.local = _WorkerState(None, self.layout, frames_path, ring=self.shm.buf)
+
+    def _start_workers(self) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
+        self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                            initargs=(self.shm.name, self.layout, self.frames_path))
+        self.starting = [self.executor.submit(os.getpid) for _ in range(self.workers)]  # spawn now, in background
+
+    def restart(self) -> None:
+        """Replace a pool that lost a worker (the ring stays); the next render then works again."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self._start_workers()
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Block until every worker process is up (they start in the background)."""
+        for future in self.starting:
+            future.result()
+
+    def submit(self, slot: int, prediction: np.ndarray, frame_index: int, rect, number: int,
+               output: FrameOutput = FrameOutput()) -> Future:
+        """Queue one frame: the prediction goes into the slot, the finished I420 frame comes back there."""
+        self.predictions[slot] = prediction
+        rect = tuple(int(v) for v in rect)
+        if self.executor is not None:
+            return self.executor.submit(_composite_in_worker, slot, frame_index, rect, number, output)
+        future: Future = Future()
+        try:
+            future.set_result(self.local.composite(slot, frame_index, rect, number, output))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        """Stop the workers and free the ring."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+        self.predictions = None
+        if self.local is not None:
+            self.local.predictions = self.local.i420 = None
+            self.local = None
+        try:
+            self.shm.close()
+            self.shm.unlink()
+        except (BufferError, FileNotFoundError):
+            pass

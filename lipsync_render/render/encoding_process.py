@@ -1,0 +1,121 @@
+"""The video encoder process: H.264/AAC encoding fed with finished I420 frames through the shared-memory ring.
+
+PyAV releases the GIL inside x264 but takes it back several times per frame; in the pipeline's process each
+return waits for whichever stage thread holds the GIL (measured: x264 at 51 fps next to one busy Python thread,
+212 fps alone). In its own process the encoder never waits. One process serves a Renderer for all its renders:
+open a file, send ring slots in frame order (each comes back as "released" once x264 has copied it), finish or
+abort. The process dying is reported as an error by ``reply``, never as a hang.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import time
+from multiprocessing import shared_memory
+
+from lipsync_render.errors import RenderError
+from lipsync_render.media.video import VideoTarget
+from lipsync_render.options import RenderOptions
+from lipsync_render.render.frame_ring import RingLayout
+
+
+class VideoEncoderProcess:
+    """A long-lived encoding process reading frames from the ring named ``ring_name``."""
+
+    def __init__(self, ring_name: str, layout: RingLayout):
+        context = multiprocessing.get_context("spawn")
+        self.requests = context.Queue()
+        self.replies = context.Queue()
+        self.process = context.Process(target=_serve, args=(ring_name, layout, self.requests, self.replies),
+                                       name="lipsync-encoder", daemon=True)
+        self.process.start()
+
+    def open(self, run: int, target: VideoTarget, options: RenderOptions) -> None:
+        self.requests.put(("open", run, (target, options)))
+
+    def write(self, run: int, slot: int) -> None:
+        self.requests.put(("frame", run, slot))
+
+    def finish(self, run: int) -> None:
+        self.requests.put(("finish", run, None))
+
+    def abort(self, run: int) -> None:
+        self.requests.put(("abort", run, None))
+
+    def reply(self, run: int, timeout: float) -> tuple[str, object] | None:
+        """The next reply for render ``run`` as (kind, value), None on timeout; RenderError if the process died.
+
+        Replies carry the render they belong to, so a late reply of an aborted render is never taken for one of
+        the next render's.
+        """
+        try:
+            reply_run, kind, value = self.replies.get(timeout=timeout)
+            return (kind, value) if reply_run == run else None
+        except queue.Empty:
+            if not self.process.is_alive():
+                raise RenderError("The video encoder process died (out of memory or killed); the render was stopped.") from None
+            return None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.requests.put(("exit", None, None))
+            self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+
+
+def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
+    """The encoder process: attach to the ring, then handle requests until told to exit."""
+    from lipsync_render.media.video import VideoWriter
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    ring = shared_memory.SharedMemory(name=ring_name)
+    _, frames = layout.views(ring.buf)
+    writer, target, busy = None, None, 0.0
+    while True:
+        kind, run, value = requests.get()
+        if kind == "exit":
+            break
+        try:
+            if kind == "open":
+                (target, options), busy = value, 0.0
+                writer = VideoWriter(target, options)
+            elif kind == "frame":
+                if writer is not None:  # after an error or abort, frames only come back
+                    start = time.perf_counter()
+                    writer.write_i420(frames[value])
+                    busy += time.perf_counter() - start
+                replies.put((run, "released", value))
+            elif kind == "finish":
+                start = time.perf_counter()
+                writer.close()
+                writer = None
+                replies.put((run, "finished", busy + time.perf_counter() - start))
+            elif kind == "abort":
+                if writer is not None:
+                    writer.abort()
+                writer = None
+                replies.put((run, "aborted", None))
+        except Exception as exc:  # reported to the parent as one sentence; the parent stops the render
+            if writer is not None:
+                writer.abort()
+            writer = None
+            replies.put((run, "error", _describe(exc, target)))
+            if kind == "frame":
+                replies.put((run, "released", value))
+    del frames
+    ring.close()
+
+
+def _describe(exc: Exception, target: VideoTarget | None) -> str:
+    if isinstance(exc, OSError):
+        path = getattr(exc, "filename", None) or (target.path if target else "the output")
+        return f"Could not write {path}: {exc.strerror or exc}."
+    return f"Encoding failed: {type(exc).__name__}: {exc}."

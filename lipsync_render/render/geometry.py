@@ -1,0 +1,56 @@
+"""Face geometry (reference §5.3 and §6): model inputs from a frame, and pasting the output back.
+
+All geometry lives here. Frames are BGR uint8 throughout; the model sees BGR / 255, never RGB.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from lipsync_render.contract import CROP_SIZE, ROI, VISUAL_INPUT_SHAPE
+
+MASK_ROWS = slice(5, 310)  # cv2.rectangle((5, 5, 310, 305)) filled: rows 5..309, cols 5..314
+MASK_COLS = slice(5, 315)
+
+
+def crop_328(frame: np.ndarray, rect) -> np.ndarray:
+    """The face crop resized to 328x328 with cubic interpolation (§5.3 steps 1-2)."""
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC)
+
+
+def visual_input(c328: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The UNet's visual input (6, 320, 320) float32: unmasked ROI then masked ROI, BGR / 255 (§5.3 steps 3-5)."""
+    if out is None:
+        out = np.empty(VISUAL_INPUT_SHAPE, dtype=np.float32)
+    roi = c328[ROI, ROI].transpose(2, 0, 1)
+    # Division, not multiplication by 1/255: bit-identical to the reference's `/ 255.0` in float32.
+    np.divide(roi, np.float32(255), out=out[:3], dtype=np.float32)
+    out[3:] = out[:3]
+    out[3:, MASK_ROWS, MASK_COLS] = 0
+    return out
+
+
+def prediction_to_uint8(output: np.ndarray) -> np.ndarray:
+    """UNet output (N, 3, 320, 320) in (0, 1) -> (N, 320, 320, 3) uint8, truncating like the reference (§6.1)."""
+    return (output.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+
+
+def paste_back(frame: np.ndarray, rect, c328: np.ndarray, prediction: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Composite a uint8 prediction into a copy of the frame (§6 steps 2-4); the 328 crop keeps its 4-px border."""
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    template = c328.copy()
+    template[ROI, ROI] = prediction
+    face = cv2.resize(template, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+    if out is None:
+        out = frame.copy()
+    else:
+        out[...] = frame
+    out[y1:y2, x1:x2] = face
+    return out
+
+
+def composite_frame(frame: np.ndarray, rect, prediction: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The finished frame for one prediction, recomputing the 328 crop from the frame."""
+    return paste_back(frame, rect, crop_328(frame, rect), prediction, out)

@@ -1,0 +1,267 @@
+"""One render through the overlapped stages: audio -> features -> UNet -> compositing -> H.264/AAC MP4.
+
+Stages run as threads joined by bounded queues, so the slowest stage sets the pace and memory stays flat
+whatever the audio length. Frames travel through one shared-memory ring of slots: the compositing pool writes
+finished I420 frames into it and the video encoder process reads them from it, so no frame is ever pickled::
+
+    features thread   mel + AVE audio encoder in chunks -> FeatureStream (rows become ready)
+    prepare thread    crops, masks, audio blocks        -> queue of batches
+    inference thread  UNet per batch (low priority)     -> queue of predictions
+    dispatch thread   predictions into ring slots       -> queue of compositing futures, in frame order
+    calling thread    waits for each future             -> slot to the video encoder process (H.264 + AAC)
+    collect thread    video encoder replies             -> slots back to the free list, progress
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+
+from lipsync_render.contract import VISUAL_INPUT_SHAPE
+from lipsync_render.errors import LipsyncError, PackageError, RenderError
+from lipsync_render.media.audio import SAMPLE_RATE, melspectrogram
+from lipsync_render.media.video import VideoTarget
+from lipsync_render.options import RenderOptions
+from lipsync_render.render import cancellation, features
+from lipsync_render.render.cancellation import POLL_SECONDS, Cancelled
+from lipsync_render.render.compositing_pool import FrameOutput
+from lipsync_render.render.feature_stream import FeatureStream
+from lipsync_render.render.frame_order import frame_schedule
+from lipsync_render.render.geometry import crop_328, prediction_to_uint8, visual_input
+from lipsync_render.render.result import RenderResult
+from lipsync_render.render.scheduling import lower_thread_priority
+
+if TYPE_CHECKING:
+    from lipsync_render.render.renderer import Renderer
+
+
+class RenderRun:
+    """One render: the stage threads, their queues, timings and cleanup."""
+
+    def __init__(self, renderer: Renderer, options: RenderOptions, samples: np.ndarray, audio_path: Path,
+                 output_path: Path, on_progress: Callable[[int, int], None] | None, started: float):
+        self.renderer = renderer
+        self.options = options
+        self.package = renderer.package
+        self.sample_count = len(samples)
+        self.audio_path, self.output_path = audio_path, output_path
+        self.on_progress = on_progress
+        self.frame_count = features.frame_count_for_audio(len(samples))
+        self.schedule = frame_schedule(self.frame_count, self.package.frame_count, self.options.start_frame,
+                                       self.options.loop)
+        self.started = started
+        self.first_frame_at = None
+        self.cancel = threading.Event()
+        self.failure: BaseException | None = None
+        self.seconds: dict[str, float] = defaultdict(float)
+        depth = 2
+        self.batches: queue.Queue = queue.Queue(depth)
+        self.predictions: queue.Queue = queue.Queue(depth)
+        self.pending: queue.Queue = queue.Queue()  # bounded by the ring's free slots
+        self.free_slots: queue.Queue[int] = queue.Queue()
+        for slot in range(renderer.slots):
+            self.free_slots.put(slot)
+        self.run_id = renderer.renders
+        self.frames_done = 0
+        self.frame_output = FrameOutput(options.frames_dir, options.frames_format, options.jpeg_quality)
+        self.stream, self.mel = self._feature_stream(samples)  # the samples are not kept: only their mel
+
+    def execute(self) -> RenderResult:
+        start = self.started
+        if self.frame_output.directory is not None:
+            self.frame_output.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
+        threads = [threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
+                   for stage in (self._prepare, self._infer, self._dispatch, self._collect)]
+        if self.mel is not None:
+            threads.insert(0, threading.Thread(target=self._guard, args=(self._extract_features,), daemon=True))
+        encoder, collector = self.renderer.video_encoder, threads[-1]
+        target = VideoTarget(partial, self.package.width, self.package.height, self.package.fps, self.audio_path,
+                             self.renderer.video_codec, self.renderer.options.encoder_threads)
+        try:
+            encoder.open(self.run_id, target, self.options)
+            for thread in threads:
+                thread.start()
+            self._send_frames()
+            encoder.finish(self.run_id)
+            collector.join()
+            if self.failure is not None:
+                raise self.failure
+            os.replace(partial, self.output_path)
+        except BaseException as exc:
+            self.cancel.set()
+            if encoder.alive:
+                encoder.abort(self.run_id)
+            for thread in threads:
+                thread.join(timeout=30 if thread is collector else 10)
+            partial.unlink(missing_ok=True)
+            self._drain_pending()
+            if isinstance(exc, Cancelled) and self.failure is not None:
+                exc = self.failure
+            self.renderer.pool_broken = isinstance(exc, BrokenProcessPool)
+            raise _as_user_error(exc, self.output_path) from None
+        for thread in threads:
+            thread.join()
+        total = time.perf_counter() - start
+        self.seconds["total"] = total
+        return RenderResult(
+            input=str(self.audio_path),
+            output=str(self.output_path),
+            frames=self.frame_count,
+            duration=self.sample_count / SAMPLE_RATE,
+            fps=self.frame_count / total if total > 0 else 0.0,
+            first_frame_seconds=round(self.first_frame_at - start, 4),
+            seconds={k: round(v, 4) for k, v in self.seconds.items()},
+            backend=self.renderer.backend.name,
+            providers=self.renderer.providers,
+        )
+
+    def _feature_stream(self, samples: np.ndarray) -> tuple[FeatureStream, np.ndarray | None]:
+        """The feature table source: the package's pre-extracted features, or the audio's mel (encoded later)."""
+        if self.options.features == "package":
+            if self.package.features is None:
+                raise PackageError(f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy) "
+                                   "for --features package.")
+            return FeatureStream.from_table(np.asarray(self.package.features)), None
+        tick = time.perf_counter()
+        mel = melspectrogram(samples)
+        self.seconds["audio"] += time.perf_counter() - tick
+        return FeatureStream(features.encoder_window_count(len(mel)) + 2), mel
+
+    def _guard(self, stage: Callable[[], None]) -> None:
+        """Run a stage; the first failure cancels every other stage."""
+        try:
+            stage()
+        except Cancelled:
+            pass
+        except BaseException as exc:
+            if self.failure is None:
+                self.failure = exc
+            self.cancel.set()
+
+    def _put(self, q: queue.Queue, item) -> None:
+        cancellation.put(q, item, self.cancel)
+
+    def _get(self, q: queue.Queue):
+        return cancellation.get(q, self.cancel)
+
+    def _batches(self) -> Iterator[np.ndarray]:
+        """Output frame numbers per UNet batch. On the CPU the first batch is a single frame, so the first
+        frame is encoded after one UNet run rather than a whole batch (cold start); GPUs keep one shape."""
+        size = self.renderer.options.batch_size
+        first = size if self.renderer.unet.constant_shape else 1
+        bounds = [0, *range(first, self.frame_count, size), self.frame_count]
+        for start, stop in zip(bounds, bounds[1:]):
+            if stop > start:
+                yield np.arange(start, stop)
+
+    def _extract_features(self) -> None:
+        mel, self.mel = self.mel, None  # the mel goes once it is encoded: long audio keeps only the table
+        tick = time.perf_counter()
+        self.stream.fill(mel, self.renderer.audio_encoder, self.cancel)
+        self.seconds["audio"] += time.perf_counter() - tick
+
+    def _prepare(self) -> None:
+        rects = self.package.rects
+        for numbers in self._batches():
+            indices = self.schedule[numbers]
+            audio = self.stream.blocks(numbers, self.cancel)
+            tick = time.perf_counter()
+            visual = np.empty((len(numbers), *VISUAL_INPUT_SHAPE), np.float32)
+            for row, index in enumerate(indices):
+                visual_input(crop_328(self.package.frames[index], rects[index]), out=visual[row])
+            self.seconds["prepare"] += time.perf_counter() - tick
+            self._put(self.batches, (numbers, visual, audio))
+        self._put(self.batches, None)
+
+    def _infer(self) -> None:
+        lower_thread_priority()
+        while (batch := self._get(self.batches)) is not None:
+            numbers, visual, audio = batch
+            tick = time.perf_counter()
+            output = self.renderer.unet.run(visual, audio)
+            predictions = prediction_to_uint8(output)
+            self.seconds["inference"] += time.perf_counter() - tick
+            self._put(self.predictions, (numbers, predictions))
+        self._put(self.predictions, None)
+
+    def _dispatch(self) -> None:
+        rects = self.package.rects
+        while (batch := self._get(self.predictions)) is not None:
+            numbers, predictions = batch
+            for number, prediction in zip(numbers, predictions):
+                slot = self._get(self.free_slots)
+                index = int(self.schedule[number])
+                future = self.renderer.pool.submit(slot, prediction, index, rects[index], int(number), self.frame_output)
+                self.pending.put((slot, future))
+        self.pending.put(None)
+
+    def _send_frames(self) -> None:
+        """Hand composited frames to the encoder process strictly in frame order."""
+        sent = 0
+        while (item := self._get(self.pending)) is not None:
+            slot, future = item
+            self.seconds["compositing"] += future.result()
+            self.renderer.video_encoder.write(self.run_id, slot)
+            sent += 1
+        if sent != self.frame_count:
+            raise RenderError(f"Rendered {sent} of {self.frame_count} frames.")
+
+    def _collect(self) -> None:
+        """Take the encoder's replies: released slots go back to the ring; ends when the file is finished
+        or aborted (it keeps collecting after a failure elsewhere, so every slot comes back)."""
+        while True:
+            reply = self.renderer.video_encoder.reply(self.run_id, POLL_SECONDS)
+            if reply is None:
+                continue
+            kind, value = reply
+            if kind == "released":
+                self.free_slots.put(value)
+                self.frames_done += 1
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.perf_counter()
+                if self.on_progress is not None:
+                    self.on_progress(self.frames_done, self.frame_count)
+            elif kind == "finished":
+                self.seconds["encoding"] += value
+                return
+            elif kind == "aborted":
+                return
+            elif kind == "error" and self.failure is None:
+                self.failure = RenderError(value)
+                self.cancel.set()
+
+    def _drain_pending(self) -> None:
+        """Give every slot of an aborted run back, once its worker is done with it."""
+        while True:
+            try:
+                item = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                continue
+            slot, future = item
+            try:
+                future.result(timeout=30)
+            except Exception:  # the run is already failing; the slot is what matters
+                pass
+            self.free_slots.put(slot)
+
+
+def _as_user_error(exc: BaseException, output: Path) -> BaseException:
+    """Keep user-facing errors and interrupts; describe a dead worker or a write failure in one sentence."""
+    if isinstance(exc, (LipsyncError, KeyboardInterrupt)):
+        return exc
+    if isinstance(exc, BrokenProcessPool):  # raised by whichever of submit() or result() sees it first
+        return RenderError("A compositing worker process died (out of memory or killed); the render was stopped.")
+    if isinstance(exc, OSError):
+        return RenderError(f"Could not write {getattr(exc, 'filename', None) or output}: {exc.strerror or exc}.")
+    return exc

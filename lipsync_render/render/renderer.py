@@ -1,0 +1,110 @@
+"""The Renderer: a package loaded once (models, compositing pool, video encoder process), rendering many files."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from lipsync_render.contract import AUDIO_ENCODER, UNET
+from lipsync_render.errors import RenderError
+from lipsync_render.media.audio import load_audio
+from lipsync_render.media.video import select_video_encoder
+from lipsync_render.options import RenderOptions, SessionOptions, split_options
+from lipsync_render.package import Package, load_package
+from lipsync_render.render.compositing_pool import CompositingPool
+from lipsync_render.render.encoding_process import VideoEncoderProcess
+from lipsync_render.render.pipeline import RenderRun
+from lipsync_render.render.result import RenderResult
+from lipsync_render.render.scheduling import call_at_low_priority, quick_gil_handoff
+from lipsync_render.runtimes import get_backend
+
+
+class Renderer:
+    """Holds a package, its models, the compositing pool and the video encoder; renders any number of files.
+
+    ``options`` are fixed for the Renderer's life; automatic ones (batch size, workers, x264 threads) are
+    resolved for the device the backend will run on. Per-render options go to :meth:`render`.
+    """
+
+    def __init__(self, model: str | os.PathLike | Package, options: SessionOptions | None = None):
+        start = time.perf_counter()
+        options = options or SessionOptions()
+        self.backend = get_backend(options.backend)
+        self.options = options.resolve(self.backend.planned_device(options.device))
+        self.package = model if isinstance(model, Package) else load_package(model)
+        self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
+        self.pool = CompositingPool(self.package.frames_path, self.package.width, self.package.height, self.slots,
+                                    self.options.workers)  # worker processes start while the models load
+        self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
+        self.renders = 0
+        self.pool_broken = False
+        try:
+            self._load_models()
+            self.pool.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        self.load_seconds = time.perf_counter() - start
+
+    def _load_models(self) -> None:
+        """The UNet (its threads at low priority) and the audio encoder, the video codec, GPU warm-up."""
+        self.unet = call_at_low_priority(self.backend.load, self.package, UNET, self.options)
+        self.video_codec = select_video_encoder(self.options.video_encoder)
+        self.audio_encoder = self.backend.load(self.package, AUDIO_ENCODER, self.options)
+        if self.unet.device != "cpu":
+            self.unet.warm_up()  # engine builds, cuDNN autotuning and graph capture happen here, not mid-render
+
+    @property
+    def providers(self) -> list[str]:
+        return self.unet.providers
+
+    def close(self) -> None:
+        self.video_encoder.close()
+        self.pool.close()
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def render(self, audio_path: str | os.PathLike, output_path: str | os.PathLike,
+               options: RenderOptions | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
+        """Render one audio file to an MP4 (written to a temporary name, renamed when complete)."""
+        started = time.perf_counter()
+        audio_path, output_path = Path(audio_path), Path(output_path)
+        check_output_path(output_path)
+        if not self.video_encoder.alive:  # a previous render lost it
+            self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
+        if self.pool_broken:
+            self.pool.restart()
+            self.pool_broken = False
+        self.renders += 1
+        run = RenderRun(self, options or RenderOptions(), load_audio(audio_path), audio_path, output_path,
+                        on_progress, started)
+        with quick_gil_handoff():
+            return run.execute()
+
+
+def check_output_path(path: Path) -> None:
+    """Fail early when the output cannot be written."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise RenderError(f"Output directory {parent} does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise RenderError(f"Output directory {parent} is not writable.")
+    if path.is_dir():
+        raise RenderError(f"Output path {path} is a directory.")
+
+
+def render(audio: str | os.PathLike, model: str | os.PathLike, output: str | os.PathLike, **options) -> RenderResult:
+    """Render one audio file with a package: ``render("speech.wav", "demo", "out.mp4", batch_size=8, crf=20)``.
+
+    ``options`` are any session or render option by name (see ``lipsync_render.options``).
+    """
+    session, per_render = split_options(options)
+    with Renderer(model, session) as renderer:
+        return renderer.render(audio, output, per_render)

@@ -1,0 +1,27 @@
+"""What a render reports: the result of one file, with the busy seconds of each stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STAGES = ("audio", "prepare", "inference", "compositing", "encoding")
+
+
+@dataclass
+class RenderResult:
+    """What one render produced; ``--json`` prints it as one object per file."""
+
+    input: str
+    output: str | None
+    status: str = "ok"
+    error: str | None = None
+    frames: int = 0
+    duration: float = 0.0
+    fps: float = 0.0
+    first_frame_seconds: float = 0.0  # from the render call to the first encoded frame
+    seconds: dict[str, float] = field(default_factory=dict)  # busy seconds per stage, and "total" wall seconds
+    backend: str = ""  # the inference runtime used
+    providers: list[str] = field(default_factory=list)  # what it really ran on
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,53 @@
+"""What the render pipeline needs from an inference runtime: a backend that loads models, and loaded models.
+
+A backend is one module under ``runtimes/`` exposing ``BACKEND`` plus one entry in ``registry.BACKENDS``. The
+feature stage and the UNet stage only ever see :class:`LoadedModel`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lipsync_render.contract import ModelContract
+    from lipsync_render.options import SessionOptions
+    from lipsync_render.package import Package
+
+
+class LoadedModel(Protocol):
+    """A model loaded on one device, verified to really run there."""
+
+    contract: ModelContract
+    device: str  # where it really runs: "cpu", "cuda" or "tensorrt"
+    providers: list[str]  # what reports name as the execution providers really used
+    batch_size: int  # samples per run; more inputs run in chunks of this size
+    constant_shape: bool  # every run has exactly batch_size samples (a short batch is padded, the padding dropped)
+    io_on_device: bool  # inputs and outputs go through device buffers bound once, not fresh host copies
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        """The model's first output (n, *contract.output) float32 for n samples of each input, any n."""
+        ...
+
+    def warm_up(self) -> None:
+        """One full-size run on zeros, so engine builds, autotuning and graph capture happen before frame one."""
+        ...
+
+
+class Backend(Protocol):
+    """An inference runtime."""
+
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """Why this runtime cannot run on this machine (a clause), or None when it can."""
+        ...
+
+    def planned_device(self, device: str) -> str:
+        """The device kind ('cpu', 'cuda', 'tensorrt') a request will run on if the models load there."""
+        ...
+
+    def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> LoadedModel:
+        """The package's model for ``contract`` on the requested device and precision; DeviceError if it cannot."""
+        ...

@@ -1,0 +1,92 @@
+"""Batched runs of one ONNX Runtime session, as a :class:`~lipsync_render.runtimes.base.LoadedModel`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lipsync_render.contract import ModelContract
+from lipsync_render.runtimes.ort.sessions import CUDA, TENSORRT, execution_device
+
+
+class OrtModel:
+    """Runs a session in batches of ``batch_size``.
+
+    With ``bind_buffers`` (the default on a GPU) every run has one constant shape, through IOBinding into
+    preallocated device buffers (the same shapes and addresses every time: what CUDA graphs and TensorRT need); a
+    short batch is padded and the padding dropped. Otherwise a short batch runs at its own size, since padding
+    would only burn CPU cores. A model exported with a fixed batch axis (e.g. batch 1) runs at exactly that size.
+    """
+
+    def __init__(self, session, contract: ModelContract, batch_size: int, bind_buffers: bool | None = None):
+        self.session = session
+        self.contract = contract
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_name = session.get_outputs()[0].name
+        fixed = session.get_inputs()[0].shape[0]
+        self.model_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
+        self.batch_size = self.model_batch or batch_size
+        self.device = execution_device(session)
+        self.io_on_device = self.device != "cpu" if bind_buffers is None else bind_buffers
+        self.constant_shape = self.io_on_device or self.model_batch is not None
+        self.binding, self.buffers = self._bind_buffers() if self.io_on_device else (None, None)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def _bind_buffers(self):
+        """Preallocated input and output OrtValues on the session's device, bound once."""
+        import onnxruntime as ort
+
+        device, index = device_of(self.session)
+        shapes = [(self.batch_size, *shape) for shape in (*self.contract.inputs, self.contract.output)]
+        values = [ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, index) for shape in shapes]
+        binding = self.session.io_binding()
+        for name, value in zip(self.input_names, values):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_ortvalue_output(self.output_name, values[-1])
+        return binding, values
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        """The first output (n, *contract.output) float32 for n samples of each input."""
+        n = len(inputs[0])
+        if not self.constant_shape and n <= self.batch_size:
+            return self._run_once(inputs, n)
+        result = np.empty((n, *self.contract.output), np.float32)
+        for first in range(0, n, self.batch_size):
+            chunk = [x[first:first + self.batch_size] for x in inputs]
+            count = len(chunk[0])
+            if self.constant_shape:
+                chunk = [_padded(x, self.batch_size) for x in chunk]
+            result[first:first + count] = self._run_once(chunk, len(chunk[0]))[:count]
+        return result
+
+    def _run_once(self, inputs, n: int) -> np.ndarray:
+        if self.binding is None:
+            feeds = {name: np.ascontiguousarray(x, dtype=np.float32) for name, x in zip(self.input_names, inputs)}
+            output = self.session.run([self.output_name], feeds)[0]
+            return np.asarray(output, np.float32).reshape(n, *self.contract.output)
+        for buffer, x in zip(self.buffers, inputs):
+            buffer.update_inplace(x)
+        self.session.run_with_iobinding(self.binding)
+        return self.buffers[-1].numpy()
+
+    def warm_up(self) -> None:
+        """One full-size run on zeros: allocation, kernel choice and TensorRT engine builds happen now."""
+        self.run(*(np.zeros((self.batch_size, *shape), np.float32) for shape in self.contract.inputs))
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+    """A C-contiguous float32 batch of exactly ``size`` rows (zeros appended)."""
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if len(batch) == size:
+        return batch
+    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), np.float32)])
+
+
+def device_of(session) -> tuple[str, int]:
+    """The OrtValue device ('cuda' or 'cpu') and index a session runs on."""
+    if execution_device(session) == "cpu":
+        return "cpu", 0
+    options = session.get_provider_options().get(CUDA) or session.get_provider_options().get(TENSORRT) or {}
+    return "cuda", int(options.get("device_id", 0))

@@ -1,0 +1,89 @@
+"""Reduced-precision UNet variants for ONNX Runtime, built once and cached beside the package.
+
+- int8: ONNX Runtime static quantisation (QDQ, per-channel int8 weights, uint8 activations) calibrated on the
+  package's own frames; the CPU runs it with integer kernels.
+- fp16: float16 weights and activations with float32 inputs/outputs (keep_io_types), for CUDA/TensorRT.
+
+Cache entries are keyed by the fp32 model's sha256 and the recipe version, so a changed model is re-quantised.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from lipsync_render.errors import LipsyncError
+from lipsync_render.options import PRECISIONS
+from lipsync_render.package import Package, sha256_file
+from lipsync_render.package.cache import cache_dir
+from lipsync_render.runtimes.calibration import calibration_inputs
+from lipsync_render.runtimes.devices import DeviceRequest, gpu_name
+
+RECIPE_VERSION = 1
+
+
+def unet_for_precision(package: Package, precision: str) -> Path:
+    """The UNet file to load for a precision, building and caching it on first use."""
+    if precision not in PRECISIONS:
+        raise LipsyncError(f"Unknown precision '{precision}': use fp32, fp16 or int8.")
+    if precision == "fp32":
+        return package.unet_path
+    digest = sha256_file(package.unet_path)[:16]
+    target = cache_dir(package) / f"unet.{precision}.v{RECIPE_VERSION}.{digest}.onnx"
+    if not target.exists():
+        build = quantize_int8 if precision == "int8" else convert_fp16
+        _write_atomically(target, lambda tmp: build(package, tmp))
+    return target
+
+
+def engine_cache_dir(package: Package, model: Path, device: str) -> Path | None:
+    """TensorRT engine cache for a model on this GPU: keyed by the model's hash and the GPU's name."""
+    if not device.startswith("tensorrt"):
+        return None
+    gpu = gpu_name(DeviceRequest.parse(device).index) or "unknown-gpu"
+    slug = "".join(c if c.isalnum() else "-" for c in gpu).strip("-").lower()
+    path = cache_dir(package) / "tensorrt" / f"{sha256_file(model)[:16]}-{slug}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_atomically(target: Path, build) -> None:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
+        tmp = Path(scratch) / target.name
+        build(tmp)
+        os.replace(tmp, target)
+
+
+def quantize_int8(package: Package, target: Path) -> None:
+    """Static QDQ quantisation of the UNet, calibrated (min/max) on the package's own frames."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    names = package.unet_io.inputs
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, feeds):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    feeds = [dict(zip(names, inputs)) for inputs in calibration_inputs(package)]
+    prepared = target.with_suffix(".pre.onnx")
+    quant_pre_process(str(package.unet_path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    prepared.unlink(missing_ok=True)
+
+
+def convert_fp16(package: Package, target: Path) -> None:
+    """float16 weights and compute with float32 inputs and outputs (needs onnxconverter-common)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise LipsyncError("fp16 needs onnxconverter-common: pip install 'lipsync-render[fp16]'.") from None
+    import onnx
+
+    model = float16.convert_float_to_float16(onnx.load(str(package.unet_path)), keep_io_types=True)
+    onnx.save(model, str(target))

@@ -1,0 +1,6 @@
+"""The inference runtimes this tool can use, by name, most preferred first; each is one module, imported lazily."""
+
+BACKENDS = {
+    "onnxruntime": "lipsync_render.runtimes.ort",
+}
+BACKEND_CHOICES = ("auto", *BACKENDS)

@@ -1,0 +1,85 @@
+"""Geometry of §5.3-§6 against a plain, line-by-line transcription of the reference (inference_328.py)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from lipsync_render.render.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+
+
+def reference_input(frame, rect):
+    """The reference's model input and 328 template, step by step."""
+    xmin, ymin, xmax, ymax = rect
+    crop_img = frame[ymin:ymax, xmin:xmax]
+    img = cv2.resize(crop_img, (328, 328), interpolation=cv2.INTER_CUBIC)
+    img_real_ex = img[4:324, 4:324, :].copy()
+    img_real_ex_ori = img_real_ex.copy()
+    img_masked = cv2.rectangle(img_real_ex_ori, (5, 5, 310, 305), (0, 0, 0), -1)
+    img_masked = img_masked.transpose(2, 0, 1).astype(np.float32)
+    img_real_ex = img_real_ex.transpose(2, 0, 1).astype(np.float32)
+    tensor = np.concatenate([img_real_ex / 255.0, img_masked / 255.0], axis=0)
+    return tensor, img
+
+
+def reference_paste(frame, rect, template, output):
+    """The reference's paste-back of one (3, 320, 320) output."""
+    xmin, ymin, xmax, ymax = rect
+    h, w = ymax - ymin, xmax - xmin
+    pred = output.transpose(1, 2, 0) * 255
+    pred = np.array(pred, dtype=np.uint8)
+    template = template.copy()
+    template[4:324, 4:324] = pred
+    back = cv2.resize(template, (w, h), interpolation=cv2.INTER_CUBIC)
+    result = frame.copy()
+    result[ymin:ymax, xmin:xmax] = back
+    return result
+
+
+@pytest.fixture
+def frame():
+    rng = np.random.default_rng(7)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 3)
+    return np.ascontiguousarray(base)
+
+
+@pytest.mark.parametrize("rect", [(532, 210, 714, 392), (502, 329, 691, 518), (0, 0, 173, 173), (1100, 531, 1280, 711)])
+def test_model_input_is_bit_exact(frame, rect):
+    expected, _ = reference_input(frame, rect)
+    ours = visual_input(crop_328(frame, rect))
+    assert ours.dtype == np.float32 and ours.shape == (6, 320, 320)
+    assert np.array_equal(ours, expected)
+
+
+def test_mask_zeroes_exactly_rows_5_309_and_cols_5_314(frame):
+    tensor = visual_input(crop_328(frame, (532, 210, 714, 392)))
+    masked = tensor[3:]
+    zero = np.all(masked == 0, axis=0)
+    assert zero[5:310, 5:315].all()
+    assert zero.sum() - np.all(tensor[:3] == 0, axis=0).sum() <= 94550
+    assert np.array_equal(masked[:, :5], tensor[:3, :5]) and np.array_equal(masked[:, 310:], tensor[:3, 310:])
+    assert np.array_equal(masked[:, :, 315:], tensor[:3, :, 315:])
+
+
+def test_channel_order_is_bgr(frame):
+    solid = np.zeros_like(frame)
+    solid[..., 0] = 200  # blue in BGR
+    tensor = visual_input(crop_328(solid, (532, 210, 714, 392)))
+    assert np.allclose(tensor[0], 200 / 255) and np.allclose(tensor[2], 0)
+
+
+@pytest.mark.parametrize("rect", [(532, 210, 714, 392), (560, 300, 749, 489)])
+def test_paste_back_is_bit_exact(frame, rect):
+    rng = np.random.default_rng(1)
+    output = rng.random((1, 3, 320, 320), dtype=np.float32)
+    _, template = reference_input(frame, rect)
+    expected = reference_paste(frame, rect, template, output[0])
+    ours = composite_frame(frame, rect, prediction_to_uint8(output)[0])
+    assert np.array_equal(ours, expected)
+    outside = np.ones(frame.shape[:2], bool)
+    outside[rect[1]:rect[3], rect[0]:rect[2]] = False
+    assert np.array_equal(ours[outside], frame[outside])
+
+
+def test_prediction_truncates_like_the_reference():
+    output = np.array([0.999, 0.5, 0.00392, 0.996], np.float32).reshape(1, 1, 1, 4).repeat(3, axis=1)
+    assert prediction_to_uint8(output)[0, 0, :, 0].tolist() == [254, 127, 0, 253]

@@ -1,0 +1,155 @@
+"""End-to-end renders with the tiny package: output contract, bit-exact geometry, determinism, failures."""
+
+import os
+import signal
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from lipsync_render.media.audio import load_audio
+from lipsync_render.render.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+from lipsync_render.errors import LipsyncError, RenderError
+from lipsync_render.render.features import audio_features
+from lipsync_render.package import load_package
+from lipsync_render.contract import AUDIO_ENCODER
+from lipsync_render.options import RenderOptions, SessionOptions
+from lipsync_render.runtimes.ort.runner import OrtModel
+from lipsync_render.render.frame_order import frame_schedule
+from lipsync_render.render.renderer import Renderer
+from lipsync_render.media.video import probe, read_frames_bgr
+
+
+def reference_pingpong(count, total):
+    """§7 as the reference loop writes it."""
+    last, stride, idx, out = total - 1, 0, 0, []
+    for _ in range(count):
+        if idx > last - 1:
+            stride = -1
+        if idx < 1:
+            stride = 1
+        idx += stride
+        out.append(idx)
+    return out
+
+
+@pytest.mark.parametrize("total", [2, 5, 523])
+def test_pingpong_matches_reference_loop(total):
+    assert frame_schedule(1500, total).tolist() == reference_pingpong(1500, total)
+
+
+def test_forward_loop_and_start_frame():
+    assert frame_schedule(7, 5, start=3, loop="forward").tolist() == [3, 4, 0, 1, 2, 3, 4]
+    assert frame_schedule(4, 5, start=2).tolist() == [3, 4, 3, 2]
+    assert frame_schedule(3, 1).tolist() == [0, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def rendered(tiny_package, short_wav, tmp_path_factory):
+    """One render with frame PNGs, batch 4 so the last batch (33 = 8*4 + 1) is padded."""
+    out = tmp_path_factory.mktemp("render")
+    frames = RenderOptions(frames_dir=out / "frames", frames_format="png")
+    with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1)) as renderer:
+        result = renderer.render(short_wav, out / "short.mp4", frames)
+    return result, out
+
+
+def test_output_contract(rendered):
+    result, out = rendered
+    assert result.status == "ok" and result.frames == 33  # ceil(1.3 s * 25)
+    info = probe(out / "short.mp4")
+    assert (info.video_codec, info.pix_fmt, info.width, info.height) == ("h264", "yuv420p", 1280, 720)
+    assert info.fps == 25 and info.frames == 33
+    assert info.audio_codec == "aac" and info.audio_rate == 16000
+    assert abs(info.audio_duration - info.video_duration) <= 0.04
+    head = (out / "short.mp4").read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+    assert set(result.seconds) >= {"audio", "inference", "compositing", "encoding", "total"}
+    assert not [p for p in out.iterdir() if "partial" in p.name]
+
+
+def test_frames_are_bit_exact_against_plain_reference(rendered, tiny_package, short_wav):
+    """Every composited frame equals a one-frame-at-a-time transcription of §3-§7 on uint8 frames."""
+    _, out = rendered
+    package = load_package(tiny_package)
+    session = ort.InferenceSession(str(package.unet_path), providers=["CPUExecutionProvider"])
+    encoder = ort.InferenceSession(str(package.audio_encoder_path), providers=["CPUExecutionProvider"])
+    table = audio_features(load_audio(short_wav), OrtModel(encoder, AUDIO_ENCODER, 64))
+    schedule = reference_pingpong(33, package.frame_count)
+    for k in range(33):
+        rows = [table[r] if 0 <= r < len(table) else np.zeros(512, np.float32) for r in range(k - 8, k + 8)]
+        audio = np.stack(rows).reshape(1, 32, 16, 16)
+        frame, rect = np.asarray(package.frames[schedule[k]]), package.rects[schedule[k]]
+        visual = visual_input(crop_328(frame, rect))[None]
+        output = session.run(None, {"input": visual, "audio": audio})[0]
+        expected = composite_frame(frame, rect, prediction_to_uint8(output)[0])
+        written = cv2.imread(str(out / "frames" / f"{k:06d}.png"))
+        assert np.array_equal(written, expected), f"frame {k} differs"
+        x1, y1, x2, y2 = rect
+        outside = np.ones(frame.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        assert np.array_equal(written[outside], frame[outside])
+
+
+def test_two_renders_decode_identically(rendered, tiny_package, short_wav, tmp_path):
+    _, out = rendered
+    with Renderer(tiny_package, SessionOptions(batch_size=4, workers=0)) as renderer:
+        renderer.render(short_wav, tmp_path / "again.mp4")
+    for a, b in zip(read_frames_bgr(out / "short.mp4"), read_frames_bgr(tmp_path / "again.mp4"), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_batch_size_below_one_is_refused(tiny_package):
+    with pytest.raises(LipsyncError, match="Batch size must be at least 1"):
+        Renderer(tiny_package, SessionOptions(batch_size=0))
+
+
+def test_dead_worker_fails_the_render_without_output(tiny_package, short_wav, tmp_path):
+    with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1)) as renderer:
+        def kill_worker(done, total):
+            if done == 3:
+                for process in renderer.pool.executor._processes.values():
+                    os.kill(process.pid, signal.SIGKILL)
+
+        with pytest.raises(RenderError, match="compositing worker process died"):
+            renderer.render(short_wav, tmp_path / "dead.mp4", on_progress=kill_worker)
+        assert list(tmp_path.iterdir()) == []
+        result = renderer.render(short_wav, tmp_path / "again.mp4")  # a fresh pool takes over
+    assert result.frames == 33 and probe(tmp_path / "again.mp4").frames == 33
+
+
+def test_output_dir_missing(tiny_package, short_wav, tmp_path):
+    with Renderer(tiny_package, SessionOptions(workers=0)) as renderer:
+        with pytest.raises(RenderError, match="does not exist"):
+            renderer.render(short_wav, tmp_path / "nowhere" / "x.mp4")
+
+
+def test_package_features_drive_the_render(tiny_package, short_wav, tmp_path):
+    """--features package reads the table from aud_ave.npy; missing features are a clear error."""
+    with Renderer(tiny_package, SessionOptions(workers=0)) as renderer:
+        with pytest.raises(LipsyncError, match="no pre-extracted features"):
+            renderer.render(short_wav, tmp_path / "x.mp4", RenderOptions(features="package"))
+
+
+def test_automatic_batch_size_and_workers_by_device():
+    cpu = SessionOptions().resolve("cpu")
+    gpu = SessionOptions().resolve("cuda")
+    assert (cpu.batch_size, cpu.workers, cpu.encoder_threads) == (1, 0, 1)
+    assert gpu.batch_size == 25 and 1 <= gpu.workers <= 4 and gpu.encoder_threads == 0
+    assert SessionOptions(precision="int8").resolve("cpu").batch_size == 4
+    explicit = SessionOptions(batch_size=8, workers=2).resolve("cpu")
+    assert (explicit.batch_size, explicit.workers) == (8, 2)
+
+
+def test_dead_encoder_fails_the_render_and_the_next_render_recovers(tiny_package, short_wav, tmp_path):
+    with Renderer(tiny_package, SessionOptions(batch_size=4, workers=0)) as renderer:
+        def kill_encoder(done, total):
+            if done == 3:
+                os.kill(renderer.video_encoder.process.pid, signal.SIGKILL)
+
+        with pytest.raises(RenderError, match="video encoder process died"):
+            renderer.render(short_wav, tmp_path / "dead.mp4", on_progress=kill_encoder)
+        assert list(tmp_path.iterdir()) == []
+        result = renderer.render(short_wav, tmp_path / "again.mp4")
+    assert result.frames == 33 and probe(tmp_path / "again.mp4").frames == 33
