@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ demo: $(STAMP) packages/demo/package.json
 	mkdir -p out
 	$(BIN)/lipsync render examples/hello.wav --model demo -o out/hello.mp4
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) packages/demo/package.json

@@ -6,7 +6,7 @@ Both sides get the same audio, package, device, ONNX Runtime threads and H.264 e
 run, ``--warmup`` untimed runs and ``--repeat`` timed runs (median, min and max of the wall time):
 
 - naive: ``naive_baseline.NaiveRenderer``, one frame at a time with stages in sequence (see that file);
-- lipsync-render: ``lipsync_render.bench.run_bench`` at one batch size, i.e. ``Renderer.render`` to an MP4.
+- lipsync-render: ``lipsync_render.diagnostics.bench.run_bench`` at one batch size, i.e. ``Renderer.render`` to an MP4.
 
 Then both outputs are decoded and compared (PSNR) to show they render the same video. Prints a side-by-side
 table, the speed-up, and a Markdown block ready to paste into benchmarks/RESULTS.md.
@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.diagnostics import bench, bench_report
-from lipsync_render.runtimes.ort.sessions import planned_device
-from lipsync_render.render.pipeline import Renderer, RenderOptions
 from lipsync_render.media.video import read_frames_bgr
+from lipsync_render.options import RenderOptions, SessionOptions
+from lipsync_render.render.renderer import Renderer
+from lipsync_render.runtimes import get_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from naive_baseline import STAGES as NAIVE_STAGES  # noqa: E402
-from naive_baseline import NaiveRenderer, NaiveResult  # noqa: E402
+from naive_baseline import STAGES as NAIVE_STAGES
+from naive_baseline import NaiveRenderer, NaiveResult
 
 
 @dataclass
@@ -74,10 +75,23 @@ def run_naive(model: str, audio: Path, output: Path, args) -> NaiveRuns:
 
 def render_once(model: str, audio: Path, output: Path, args) -> None:
     """One lipsync-render render kept for the output check (run_bench deletes its own)."""
-    options = RenderOptions(batch_size=args.batch_size, workers=args.workers, device=args.device, threads=args.threads,
-                            preset=args.preset, crf=args.crf, encoder=args.encoder, precision=args.precision)
-    with Renderer(model, options) as renderer:
-        renderer.render(audio, output)
+    with Renderer(model, session_options(args)) as renderer:
+        renderer.render(audio, output, render_options(args))
+
+
+def session_options(args) -> SessionOptions:
+    return SessionOptions(
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        threads=args.threads,
+        video_encoder=args.encoder,
+        precision=args.precision,
+    )
+
+
+def render_options(args) -> RenderOptions:
+    return RenderOptions(preset=args.preset, crf=args.crf)
 
 
 def psnr(first: Path, second: Path) -> tuple[float, int, int]:
@@ -98,20 +112,41 @@ def psnr(first: Path, second: Path) -> tuple[float, int, int]:
     return (float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)), count_a, count_b
 
 
-def summary_rows(naive: NaiveRuns, row: bench.BenchRow, batch_size: int, workers: int,
-                 precision: str = "fp32") -> list[list[str]]:
+def summary_rows(
+    naive: NaiveRuns, row: bench.BenchRow, batch_size: int, workers: int, precision: str = "fp32"
+) -> list[list[str]]:
     def cells(name, batch, fps, low, high, cold, frames, audio_seconds):
-        return [name, str(batch), f"{fps:.2f} ({low:.2f}-{high:.2f})", f"{1000 / fps:.1f}", f"{cold:.2f}",
-                f"{audio_seconds * fps / frames:.2f}x"]
+        return [
+            name,
+            str(batch),
+            f"{fps:.2f} ({low:.2f}-{high:.2f})",
+            f"{1000 / fps:.1f}",
+            f"{cold:.2f}",
+            f"{audio_seconds * fps / frames:.2f}x",
+        ]
 
     audio_seconds = naive.runs[0].audio_seconds
     return [
-        cells("naive, reference-style (sequential, batch 1, MJPG intermediate + one encode pass)", 1, naive.fps,
-              naive.frames / max(naive.walls), naive.frames / min(naive.walls), naive.cold_seconds, naive.frames,
-              audio_seconds),
-        cells(f"lipsync-render (overlapped stages, compositing workers: {workers}, {precision})", batch_size,
-              row.end_to_end_fps,
-              row.end_to_end_fps_min, row.end_to_end_fps_max, row.cold_seconds, row.frames, audio_seconds),
+        cells(
+            "naive, reference-style (sequential, batch 1, MJPG intermediate + one encode pass)",
+            1,
+            naive.fps,
+            naive.frames / max(naive.walls),
+            naive.frames / min(naive.walls),
+            naive.cold_seconds,
+            naive.frames,
+            audio_seconds,
+        ),
+        cells(
+            f"lipsync-render (overlapped stages, compositing workers: {workers}, {precision})",
+            batch_size,
+            row.end_to_end_fps,
+            row.end_to_end_fps_min,
+            row.end_to_end_fps_max,
+            row.cold_seconds,
+            row.frames,
+            audio_seconds,
+        ),
     ]
 
 
@@ -121,25 +156,41 @@ HEADERS = ("renderer", "batch", "FPS, warm median (min-max)", "ms/frame", "cold 
 def markdown_block(report: bench.BenchReport, naive: NaiveRuns, check: tuple[float, int, int] | None, args) -> str:
     row, settings = report.rows[0], report.settings
     speedup, cold_speedup = row.end_to_end_fps / naive.fps, naive.cold_seconds / row.cold_seconds
-    lines = [f"### Naive baseline vs lipsync-render: {settings.model}, {settings.frames} frames "
-             f"({settings.audio_seconds:.2f} s audio), {report.host.date[:10]}", ""]
+    lines = [
+        f"### Naive baseline vs lipsync-render: {settings.model}, {settings.frames} frames "
+        f"({settings.audio_seconds:.2f} s audio), {report.host.date[:10]}",
+        "",
+    ]
     rows = summary_rows(naive, row, args.batch_size, args.workers, args.precision)
     lines += bench_report.markdown_table(HEADERS, rows, first="left")
-    lines += ["", f"**Speed-up: {speedup:.2f}x** end-to-end (warm medians); cold (load included): {cold_speedup:.2f}x.", "",
-              "Naive, ms per frame by stage (sequential, they add up to the total): "
-              + ", ".join(f"{stage} {naive.stage_ms_per_frame(stage):.2f}" for stage in NAIVE_STAGES) + ".",
-              "lipsync-render, busy ms per frame by stage (overlapping): "
-              + ", ".join(f"{stage} {ms:.2f}" for stage, ms in row.stage_ms_per_frame.items()) + "."]
+    lines += [
+        "",
+        f"**Speed-up: {speedup:.2f}x** end-to-end (warm medians); cold (load included): {cold_speedup:.2f}x.",
+        "",
+        "Naive, ms per frame by stage (sequential, they add up to the total): "
+        + ", ".join(f"{stage} {naive.stage_ms_per_frame(stage):.2f}" for stage in NAIVE_STAGES)
+        + ".",
+        "lipsync-render, busy ms per frame by stage (overlapping): "
+        + ", ".join(f"{stage} {ms:.2f}" for stage, ms in row.stage_ms_per_frame.items())
+        + ".",
+    ]
     if row.model_only_fps is not None:
-        lines.append(f"Ceilings at batch {args.batch_size}: UNet only {row.model_only_fps:.2f} FPS, "
-                     f"without the UNet {row.without_unet_fps:.2f} FPS, {bench_report.describe_encode_ceiling(report)}; "
-                     f"efficiency {100 * row.efficiency:.0f}% (bound by {row.bound_by}).")
+        lines.append(
+            f"Ceilings at batch {args.batch_size}: UNet only {row.model_only_fps:.2f} FPS, "
+            f"without the UNet {row.without_unet_fps:.2f} FPS, {bench_report.describe_encode_ceiling(report)}; "
+            f"efficiency {100 * row.efficiency:.0f}% (bound by {row.bound_by})."
+        )
     if check is not None:
         value, frames_a, frames_b = check
-        lines.append(f"Same output: PSNR {value:.1f} dB between the two MP4s over {frames_a} / {frames_b} frames "
-                     "(the naive side goes through a JPEG-compressed intermediate).")
-    lines += ["", f"Settings: {bench_report.describe_settings(report)}.",
-              f"Host: {bench_report.describe_host(report.host)}."]
+        lines.append(
+            f"Same output: PSNR {value:.1f} dB between the two MP4s over {frames_a} / {frames_b} frames "
+            "(the naive side goes through a JPEG-compressed intermediate)."
+        )
+    lines += [
+        "",
+        f"Settings: {bench_report.describe_settings(report)}.",
+        f"Host: {bench_report.describe_host(report.host)}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -148,30 +199,47 @@ def print_side_by_side(report: bench.BenchReport, naive: NaiveRuns, args) -> Non
     from rich.table import Table
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-    table = Table(title="Naive baseline vs lipsync-render (same audio, package, device, threads, encoder)",
-                  title_justify="left")
+    table = Table(
+        title="Naive baseline vs lipsync-render (same audio, package, device, threads, encoder)", title_justify="left"
+    )
     for header in HEADERS:
         table.add_column(header, justify="left" if header == "renderer" else "right")
     for cells in summary_rows(naive, report.rows[0], args.batch_size, args.workers, args.precision):
         table.add_row(*cells)
     console.print(table)
     row = report.rows[0]
-    console.print(f"naive FPS {naive.fps:.2f}, lipsync-render FPS {row.end_to_end_fps:.2f}, "
-                  f"ratio {row.end_to_end_fps / naive.fps:.2f}x", markup=False)
+    console.print(
+        f"naive FPS {naive.fps:.2f}, lipsync-render FPS {row.end_to_end_fps:.2f}, "
+        f"ratio {row.end_to_end_fps / naive.fps:.2f}x",
+        markup=False,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", "-m", required=True, help="Package name or path.")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--frames", type=int, help="Render N frames of looped examples/hello.wav (default 100).")
+    source.add_argument("--frames", type=int, help="Render N frames of generated speech (default 100).")
     source.add_argument("--audio", type=Path, help="Render this audio file instead.")
-    parser.add_argument("--batch-size", "-b", type=int, default=None,
-                        help="lipsync-render UNet batch size (default: as lipsync render chooses for the device).")
-    parser.add_argument("--workers", "-w", type=int, default=None,
-                        help="lipsync-render compositing processes (default: as lipsync render chooses).")
-    parser.add_argument("--precision", default="fp32",
-                        help="lipsync-render UNet precision (fp32, int8, fp16); the baseline stays fp32 like the reference.")
+    parser.add_argument(
+        "--batch-size",
+        "-b",
+        type=int,
+        default=None,
+        help="lipsync-render UNet batch size (default: as lipsync render chooses for the device).",
+    )
+    parser.add_argument(
+        "--workers",
+        "-w",
+        type=int,
+        default=None,
+        help="lipsync-render compositing processes (default: as lipsync render chooses).",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="lipsync-render UNet precision (fp32, int8, fp16); the baseline stays fp32 like the reference.",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or tensorrt (both sides).")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads, both sides (0: all cores).")
     parser.add_argument("--encoder", default="auto", help="lipsync-render video encoder; the baseline uses the same.")
@@ -183,7 +251,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-check", dest="check", action="store_false", help="Skip the output PSNR check.")
     parser.add_argument("--json", type=Path, help="Also write both results as JSON here.")
     args = parser.parse_args(argv)
-    automatic = RenderOptions(device=args.device, precision=args.precision).resolve(planned_device(args.device))
+    automatic = SessionOptions(device=args.device, precision=args.precision)
+    automatic = automatic.resolve(get_backend(automatic.backend).planned_device(args.device))
     args.batch_size = args.batch_size or automatic.batch_size
     args.workers = automatic.workers if args.workers is None else args.workers
     return args
@@ -195,11 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         audio = args.audio or bench.write_speech_wav(workdir / "speech.wav", args.frames or 100)
         say = lambda message: print(f"compare: {message}", file=sys.stderr, flush=True)  # noqa: E731
-        report = bench.run_bench(args.model, [args.batch_size], audio=audio, features="audio", warmup=args.warmup,
-                                 repeat=args.repeat, device=args.device, workers=args.workers, threads=args.threads,
-                                 video_encoder=args.encoder, preset=args.preset, crf=args.crf, ceilings=args.ceilings,
-                                 precision=args.precision,
-                                 on_progress=lambda m: say(f"lipsync-render {m}"))
+        report = bench.run_bench(
+            args.model,
+            [args.batch_size],
+            audio=audio,
+            warmup=args.warmup,
+            repeat=args.repeat,
+            session=session_options(args),
+            render=render_options(args),
+            ceilings=args.ceilings,
+            on_progress=lambda m: say(f"lipsync-render {m}"),
+        )
         if args.audio is None:
             report.settings.audio = bench.speech_label(args.frames or 100)
         args.codec = report.rows[0].video_encoder
@@ -215,11 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     print("\nMarkdown for benchmarks/RESULTS.md:\n")
     print(block)
     if args.json:
-        data = {"lipsync_render": report.to_dict(),
-                "naive": {"load_seconds": naive.load_seconds, "cold_seconds": naive.cold_seconds,
-                          "providers": naive.providers, "fps": naive.fps, "runs": [r.to_dict() for r in naive.runs]},
-                "speedup": report.rows[0].end_to_end_fps / naive.fps,
-                "psnr_db": None if check is None else check[0]}
+        data = {
+            "lipsync_render": report.to_dict(),
+            "naive": {
+                "load_seconds": naive.load_seconds,
+                "cold_seconds": naive.cold_seconds,
+                "providers": naive.providers,
+                "fps": naive.fps,
+                "runs": [r.to_dict() for r in naive.runs],
+            },
+            "speedup": report.rows[0].end_to_end_fps / naive.fps,
+            "psnr_db": None if check is None else check[0],
+        }
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 

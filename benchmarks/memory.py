@@ -65,12 +65,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for seconds in args.seconds:
             wav = looped_speech(seconds, Path(scratch) / f"speech_{seconds:g}s.wav")
-            command = [sys.executable, "-m", "lipsync_render", "render", str(wav), "--model", args.model,
-                       "-o", str(Path(scratch) / "out.mp4"), "--quiet", *args.extra.split()]
+            command = [
+                sys.executable,
+                "-m",
+                "lipsync_render",
+                "render",
+                str(wav),
+                "--model",
+                args.model,
+                "-o",
+                str(Path(scratch) / "out.mp4"),
+                "--quiet",
+                *args.extra.split(),
+            ]
             peak, wall = peak_rss(command)
             peaks[seconds] = peak
-            print(f"{seconds:>7g} s audio: peak RSS {peak / 2**20:8.1f} MiB (process tree), {wall:7.1f} s wall, "
-                  f"{seconds * 25 / wall:6.1f} fps", flush=True)
+            print(
+                f"{seconds:>7g} s audio: peak RSS {peak / 2**20:8.1f} MiB (process tree), {wall:7.1f} s wall, "
+                f"{seconds * 25 / wall:6.1f} fps",
+                flush=True,
+            )
     shortest, longest = min(peaks), max(peaks)
     print(f"ratio {longest:g} s / {shortest:g} s: {peaks[longest] / peaks[shortest]:.3f}")
 

@@ -29,13 +29,16 @@ import av
 import cv2
 import numpy as np
 
+from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
-from lipsync_render.render.geometry import crop_328, paste_back, prediction_to_uint8, visual_input
-from lipsync_render.render.features import audio_features, frame_block, frame_count_for_audio
-from lipsync_render.runtimes.ort.sessions import default_threads, make_session
+from lipsync_render.media.video import VideoTarget, VideoWriter
+from lipsync_render.options import RenderOptions
 from lipsync_render.package import Package, load_package
-from lipsync_render.render.pipeline import frame_schedule
-from lipsync_render.media.video import VideoWriter
+from lipsync_render.render.features import audio_features, frame_block, frame_count_for_audio
+from lipsync_render.render.frame_order import frame_schedule
+from lipsync_render.render.geometry import crop_328, paste_back, prediction_to_uint8, visual_input
+from lipsync_render.runtimes.ort.runner import OrtModel
+from lipsync_render.runtimes.ort.sessions import default_threads, make_session
 
 STAGES = ("features", "frame", "model_input", "unet", "paste", "intermediate", "encode")
 
@@ -64,12 +67,19 @@ class NaiveResult:
 class NaiveRenderer:
     """Holds the package and both ONNX Runtime sessions; renders one frame at a time."""
 
-    def __init__(self, model: str | Path | Package, device: str = "auto", threads: int = 0, crf: int = 18,
-                 preset: str = "veryfast", codec: str = "libx264"):
+    def __init__(
+        self,
+        model: str | Path | Package,
+        device: str = "auto",
+        threads: int = 0,
+        crf: int = 18,
+        preset: str = "veryfast",
+        codec: str = "libx264",
+    ):
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
         self.unet = make_session(self.package.unet_path, device, threads or default_threads())
-        self.encoder = make_session(self.package.audio_encoder_path, device, 1)
+        self.audio_encoder = OrtModel(make_session(self.package.audio_encoder_path, device, 1), AUDIO_ENCODER, 64)
         self.visual_name, self.audio_name = (i.name for i in self.unet.get_inputs())
         self.crf, self.preset, self.codec = crf, preset, codec
         self.load_seconds = time.perf_counter() - start
@@ -84,7 +94,7 @@ class NaiveRenderer:
         seconds: dict[str, float] = defaultdict(float)
         samples = load_audio(audio_path)
         with _timer(seconds, "features"):
-            table = audio_features(samples, self.encoder)
+            table = audio_features(samples, self.audio_encoder)
         count = frame_count_for_audio(len(samples))
         with tempfile.TemporaryDirectory(prefix="naive-") as tmp:
             intermediate = Path(tmp) / "temp.avi"
@@ -95,7 +105,9 @@ class NaiveRenderer:
 
     def _write_intermediate(self, table: np.ndarray, count: int, path: Path, seconds: dict) -> None:
         package = self.package
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), package.fps, (package.width, package.height))
+        writer = cv2.VideoWriter(
+            str(path), cv2.VideoWriter_fourcc(*"MJPG"), package.fps, (package.width, package.height)
+        )
         if not writer.isOpened():
             raise RuntimeError(f"OpenCV cannot write an MJPG AVI to {path}.")
         try:
@@ -122,8 +134,8 @@ class NaiveRenderer:
     def _encode(self, intermediate: Path, audio_path: Path, output: Path) -> None:
         """Decode the MJPG intermediate and encode H.264 + AAC in one pass."""
         package = self.package
-        writer = VideoWriter(output, package.width, package.height, package.fps, audio_path, self.crf, self.preset,
-                             self.codec)
+        target = VideoTarget(output, package.width, package.height, package.fps, audio_path, self.codec)
+        writer = VideoWriter(target, RenderOptions(crf=self.crf, preset=self.preset))
         try:
             with av.open(str(intermediate)) as container:
                 for frame in container.decode(video=0):
@@ -149,8 +161,10 @@ class _timer:
 
 def describe(result: NaiveResult) -> str:
     stages = ", ".join(f"{stage} {result.ms_per_frame(stage):.2f}" for stage in STAGES)
-    return (f"{result.frames} frames in {result.wall_seconds:.2f} s: {result.fps:.2f} FPS "
-            f"({1000 / result.fps:.1f} ms/frame; per stage, ms/frame: {stages})")
+    return (
+        f"{result.frames} frames in {result.wall_seconds:.2f} s: {result.fps:.2f} FPS "
+        f"({1000 / result.fps:.1f} ms/frame; per stage, ms/frame: {stages})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps({**result.to_dict(), "load_seconds": renderer.load_seconds, "providers": renderer.providers}))
     else:
-        print(f"naive baseline: {describe(result)}; sessions loaded in {renderer.load_seconds:.2f} s "
-              f"on {', '.join(renderer.providers)}")
+        print(
+            f"naive baseline: {describe(result)}; sessions loaded in {renderer.load_seconds:.2f} s "
+            f"on {', '.join(renderer.providers)}"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 """A PNG strip of face close-ups from a rendered video, with each frame's audio loudness underneath.
 
-    python examples/make_strip.py out/hello.mp4 examples/hello.wav examples/hello_strip.png --frames 8 20 33 45 58 70 84 97
+    python examples/make_strip.py out/hello.mp4 examples/hello.wav examples/hello_strip.png \
+        --frames 8 20 33 45 58 70 84 97
 
 Crops the same square around the face in each chosen frame (the avatar moves only a few pixels), so the mouth
 opening can be compared at a glance against the RMS of that frame's 40 ms of audio.
@@ -33,10 +34,14 @@ def main() -> None:
     tiles = []
     for number, frame in enumerate(read_frames_bgr(args.video)):
         if number in wanted:
-            tile = cv2.resize(frame[y1:y2, x1:x2], ((x2 - x1) * 3 // 4, (y2 - y1) * 3 // 4), interpolation=cv2.INTER_AREA)
-            rms = np.sqrt(np.mean(samples[number * hop:(number + 1) * hop] ** 2))
+            tile = cv2.resize(
+                frame[y1:y2, x1:x2], ((x2 - x1) * 3 // 4, (y2 - y1) * 3 // 4), interpolation=cv2.INTER_AREA
+            )
+            rms = np.sqrt(np.mean(samples[number * hop : (number + 1) * hop] ** 2))
             label = np.full((28, tile.shape[1], 3), 255, np.uint8)
-            cv2.putText(label, f"#{number} rms {rms:.3f}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                label, f"#{number} rms {rms:.3f}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+            )
             tiles.append(np.vstack([tile, label]))
     cv2.imwrite(args.output, np.hstack(tiles))
     print(f"wrote {args.output} ({len(tiles)} frames)")

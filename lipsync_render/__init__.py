@@ -3,12 +3,13 @@
 __version__ = "0.1.0"
 
 from lipsync_render.errors import AudioError, DeviceError, LipsyncError, OptionError, PackageError, RenderError
-
-
 from lipsync_render.options import RenderOptions, SessionOptions
 
-_LAZY = {"Renderer": "lipsync_render.render.renderer", "render": "lipsync_render.render.renderer",
-         "RenderResult": "lipsync_render.render.result"}
+_LAZY = {
+    "Renderer": "lipsync_render.render.renderer",
+    "render": "lipsync_render.render.renderer",
+    "RenderResult": "lipsync_render.render.result",
+}
 
 
 def __getattr__(name: str):
@@ -20,5 +21,17 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["AudioError", "DeviceError", "LipsyncError", "OptionError", "PackageError", "RenderError", "RenderOptions",
-           "RenderResult", "Renderer", "SessionOptions", "__version__", "render"]
+__all__ = [
+    "AudioError",
+    "DeviceError",
+    "LipsyncError",
+    "OptionError",
+    "PackageError",
+    "RenderError",
+    "RenderOptions",
+    "RenderResult",
+    "Renderer",
+    "SessionOptions",
+    "__version__",
+    "render",
+]

@@ -8,9 +8,9 @@ building both check models, rectangles and features here, with the same sentence
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -77,19 +77,30 @@ def check_model(path: Path, contract: ModelContract, names: dict | None = None) 
     except Exception as exc:  # onnx raises several unrelated types for a damaged file
         return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
     input_names, output_names = [n for n, _ in inputs], [n for n, _ in outputs]
-    if names is not None and (input_names != names["inputs"] or output_names[: len(names["outputs"])] != names["outputs"]):
-        return [f"{where} has inputs {input_names} and outputs {output_names}, not the {names['inputs']} -> "
-                f"{names['outputs']} the manifest names."], None
+    if names is not None and (
+        input_names != names["inputs"] or output_names[: len(names["outputs"])] != names["outputs"]
+    ):
+        return [
+            f"{where} has inputs {input_names} and outputs {output_names}, not the {names['inputs']} -> "
+            f"{names['outputs']} the manifest names."
+        ], None
     if len(inputs) != len(contract.inputs) or not outputs:
-        return [f"{where} does not fit the contract: it takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
-                f"expected {len(contract.inputs)} inputs and an output."], None
-    problems = [f"{where} does not fit the contract: input '{name}' has shape {_dims(dims)}; expected "
-                f"{_dims(['batch', *shape])}."
-                for (name, dims), shape in zip(inputs, contract.inputs) if not _fits(dims, shape)]
+        return [
+            f"{where} does not fit the contract: it takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
+            f"expected {len(contract.inputs)} inputs and an output."
+        ], None
+    problems = [
+        f"{where} does not fit the contract: input '{name}' has shape {_dims(dims)}; expected "
+        f"{_dims(['batch', *shape])}."
+        for (name, dims), shape in zip(inputs, contract.inputs)
+        if not _fits(dims, shape)
+    ]
     name, dims = outputs[0]
     if not _fits(dims, contract.output):
-        problems.append(f"{where} does not fit the contract: output '{name}' has shape {_dims(dims)}; expected "
-                        f"{_dims(['batch', *contract.output])}.")
+        problems.append(
+            f"{where} does not fit the contract: output '{name}' has shape {_dims(dims)}; expected "
+            f"{_dims(['batch', *contract.output])}."
+        )
     if problems:
         return problems, None
     return [], ModelIO(input_names, names["outputs"] if names is not None else output_names)
@@ -110,8 +121,12 @@ def parse_rects(data: object, path: Path) -> np.ndarray:
     Every value is checked as an integer before any cast, so no float or huge value can wrap into the frame.
     """
     rects = np.asarray(data, dtype=object) if isinstance(data, list) else np.empty((0,))
-    if rects.ndim != 2 or rects.shape[1:] != (4,) or not rects.size or not all(
-            isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in rects.flat):
+    if (
+        rects.ndim != 2
+        or rects.shape[1:] != (4,)
+        or not rects.size
+        or not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in rects.flat)
+    ):
         raise PackageError(f"{path} must hold one [x1, y1, x2, y2] integer rectangle per frame.")
     return rects.astype(np.int64)
 
@@ -139,6 +154,7 @@ def check_rects(rects: np.ndarray, width: int, height: int, sources: Path | Sequ
 def check_features(features: np.ndarray, path: Path) -> list[str]:
     """Pre-extracted AVE features must be a float (K, 512) array."""
     if features.ndim != 2 or features.shape[1] != FEATURE_DIM or not np.issubdtype(features.dtype, np.floating):
-        return [f"{path} holds {features.dtype} {features.shape}; audio features must be a float (K, {FEATURE_DIM}) "
-                "array."]
+        return [
+            f"{path} holds {features.dtype} {features.shape}; audio features must be a float (K, {FEATURE_DIM}) array."
+        ]
     return []

@@ -25,8 +25,18 @@ EVERYWHERE = frozenset({CLI, JOBS, BENCH})
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("fp32", "fp16", "int8")
 VIDEO_ENCODERS = ("auto", "libx264", "nvenc")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                "placebo")
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 
 
 @dataclass(frozen=True)
@@ -62,24 +72,53 @@ class _Checked:
 class SessionOptions(_Checked):
     """Options fixed when a Renderer loads: runtime, device, precision and the shape of the pipeline."""
 
-    backend: str = option("auto", "Inference runtime; auto picks the best one available and says which.",
-                          choices=BACKEND_CHOICES)
-    device: str = option("auto", "Device: auto, cpu, cuda[:N] or tensorrt[:N].", pattern=DEVICE_PATTERN,
-                         metavar="auto|cpu|cuda[:N]|tensorrt[:N]")
-    precision: str = option("fp32", "UNet precision: fp16 needs a GPU; int8 (CPU) is calibrated on the package.",
-                            choices=PRECISIONS, changes_output=True)
-    batch_size: int | None = option(None, "UNet batch size [default: 25 on a GPU, 1 on the CPU, 4 for int8].",
-                                    minimum=1, maximum=256, flags=("--batch-size", "-b"),
-                                    surfaces=frozenset({CLI, JOBS}))
-    workers: int | None = option(None, "Compositing processes, 0 = in this process [default: 0 on the CPU, up to "
-                                 "4 with a GPU].", minimum=0, maximum=64, flags=("--workers", "-w"))
+    backend: str = option(
+        "auto", "Inference runtime; auto picks the best one available and says which.", choices=BACKEND_CHOICES
+    )
+    device: str = option(
+        "auto",
+        "Device: auto, cpu, cuda[:N] or tensorrt[:N].",
+        pattern=DEVICE_PATTERN,
+        metavar="auto|cpu|cuda[:N]|tensorrt[:N]",
+    )
+    precision: str = option(
+        "fp32",
+        "UNet precision: fp16 needs a GPU; int8 (CPU) is calibrated on the package.",
+        choices=PRECISIONS,
+        changes_output=True,
+    )
+    batch_size: int | None = option(
+        None,
+        "UNet batch size [default: 25 on a GPU, 1 on the CPU, 4 for int8].",
+        minimum=1,
+        maximum=256,
+        flags=("--batch-size", "-b"),
+        surfaces=frozenset({CLI, JOBS}),
+    )
+    workers: int | None = option(
+        None,
+        "Compositing processes, 0 = in this process [default: 0 on the CPU, up to 4 with a GPU].",
+        minimum=0,
+        maximum=64,
+        flags=("--workers", "-w"),
+    )
     threads: int = option(0, "Inference threads (0: all cores).", minimum=0, maximum=1024)
     cuda_graph: bool = option(False, "CUDA: capture the UNet once and replay it.")
-    video_encoder: str = option("auto", "Video encoder: auto (NVENC when it really opens), libx264 or nvenc.",
-                                choices=VIDEO_ENCODERS, changes_output=True, flags=("--video-encoder", "--encoder"),
-                                aliases=("encoder",))
-    encoder_threads: int | None = option(None, "libx264 threads [default: 1 on the CPU, x264's choice with a GPU].",
-                                         minimum=0, maximum=64, surfaces=frozenset())
+    video_encoder: str = option(
+        "auto",
+        "Video encoder: auto (NVENC when it really opens), libx264 or nvenc.",
+        choices=VIDEO_ENCODERS,
+        changes_output=True,
+        flags=("--video-encoder", "--encoder"),
+        aliases=("encoder",),
+    )
+    encoder_threads: int | None = option(
+        None,
+        "libx264 threads [default: 1 on the CPU, x264's choice with a GPU].",
+        minimum=0,
+        maximum=64,
+        surfaces=frozenset(),
+    )
 
     def resolve(self, device_kind: str) -> SessionOptions:
         """A copy with the automatic settings filled in for a device kind ('cpu', 'cuda', 'tensorrt').
@@ -107,19 +146,32 @@ class SessionOptions(_Checked):
 class RenderOptions(_Checked):
     """Options that may change from one render to the next with the same loaded Renderer."""
 
-    start_frame: int = option(0, "Phase of the background loop.", minimum=0, changes_output=True,
-                              surfaces=frozenset({CLI, JOBS}))
-    loop: str = option("pingpong", "Background loop: pingpong (the reference's) or forward.",
-                       choices=("pingpong", "forward"), changes_output=True, surfaces=frozenset({CLI, JOBS}))
+    start_frame: int = option(
+        0, "Phase of the background loop.", minimum=0, changes_output=True, surfaces=frozenset({CLI, JOBS})
+    )
+    loop: str = option(
+        "pingpong",
+        "Background loop: pingpong (the reference's) or forward.",
+        choices=("pingpong", "forward"),
+        changes_output=True,
+        surfaces=frozenset({CLI, JOBS}),
+    )
     crf: int = option(18, "H.264 quality (lower is better).", minimum=0, maximum=51, changes_output=True)
     preset: str = option("veryfast", "x264 preset.", choices=X264_PRESETS, changes_output=True)
-    features: str = option("audio", "Audio features: from the audio, or the package's pre-extracted aud_ave.npy.",
-                           choices=("audio", "package"), changes_output=True)
+    features: str = option(
+        "audio",
+        "Audio features: from the audio, or the package's pre-extracted aud_ave.npy.",
+        choices=("audio", "package"),
+        changes_output=True,
+    )
     frames_dir: Path | None = option(None, "Also write the composited frames here.", surfaces=frozenset({CLI}))
-    frames_format: str = option("jpg", "Image format of --frames-dir: jpg (quality 75) or png.",
-                                choices=("jpg", "png"), surfaces=frozenset({CLI}))
-    jpeg_quality: int = option(75, "JPEG quality of --frames-dir images.", minimum=1, maximum=100,
-                               surfaces=frozenset())
+    frames_format: str = option(
+        "jpg",
+        "Image format of --frames-dir: jpg (quality 75) or png.",
+        choices=("jpg", "png"),
+        surfaces=frozenset({CLI}),
+    )
+    jpeg_quality: int = option(75, "JPEG quality of --frames-dir images.", minimum=1, maximum=100, surfaces=frozenset())
 
 
 OPTION_CLASSES = (SessionOptions, RenderOptions)
@@ -150,10 +202,14 @@ def _options() -> dict[str, Option]:
     for scope in OPTION_CLASSES:
         hints = typing.get_type_hints(scope)
         for option_field in dataclasses.fields(scope):
-            kind = next(t for t in typing.get_args(hints[option_field.name]) or (hints[option_field.name],)
-                        if t is not type(None))
-            found[option_field.name] = Option(option_field.name, kind, option_field.default,
-                                              option_field.metadata["spec"], scope)
+            kind = next(
+                t
+                for t in typing.get_args(hints[option_field.name]) or (hints[option_field.name],)
+                if t is not type(None)
+            )
+            found[option_field.name] = Option(
+                option_field.name, kind, option_field.default, option_field.metadata["spec"], scope
+            )
     return found
 
 
@@ -183,7 +239,7 @@ def check_value(name: str, value: Any) -> None:
         raise OptionError(f"{label} must be one of {', '.join(spec.choices)} (got '{value}').")
     if spec.pattern is not None and not re.fullmatch(spec.pattern, value, re.IGNORECASE):
         raise OptionError(f"Unknown {label.lower()} '{value}': use {spec.metavar or spec.pattern}.")
-    if spec.minimum is not None and value < spec.minimum or spec.maximum is not None and value > spec.maximum:
+    if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
         bounds = f"at least {spec.minimum}" + ("" if spec.maximum is None else f" and at most {spec.maximum}")
         raise OptionError(f"{label} must be {bounds} (got {value}).")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -19,8 +19,12 @@ from lipsync_render.cli.option_params import with_options
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import BENCH, CLI, SessionOptions, split_options
 
-app = typer.Typer(help="Render lip-synced talking-head videos offline, fast.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Render lip-synced talking-head videos offline, fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 package_app = typer.Typer(help="Create, inspect and validate model packages.", no_args_is_help=True)
 app.add_typer(package_app, name="package")
 
@@ -90,7 +94,7 @@ def package_validate(
     typer.echo(f"package '{name}' is valid.")
 
 
-def package_destination(name: str, out_dir: Optional[Path]) -> Path:
+def package_destination(name: str, out_dir: Path | None) -> Path:
     """Where a new package goes: a path as given, else ``OUT_DIR/NAME`` (default ``./packages/NAME``)."""
     if "/" in name or name.startswith("."):
         return Path(name)
@@ -106,7 +110,7 @@ def package_synth(
     seed: int = typer.Option(0, "--seed", help="Seed for frames and weights."),
     tiny: bool = typer.Option(False, "--tiny", help="Trivially cheap models with the same I/O contract."),
     weights: str = typer.Option("constructed", "--weights", help="constructed (visibly talks) or random."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Directory for the package (default ./packages)."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Directory for the package (default ./packages)."),
 ) -> None:
     """Make a synthetic package: a procedural avatar and true-architecture models."""
     from lipsync_render.synth.avatar import synth_package
@@ -117,8 +121,15 @@ def package_synth(
         fail(f"size must look like 1280x720 (got '{size}').", 2)
     if weights not in ("constructed", "random"):
         fail(f"weights must be 'constructed' or 'random' (got '{weights}').", 2)
-    path = synth_package(package_destination(name, out_dir), name=Path(name).name, frames=frames,
-                         size=(width, height), seed=seed, tiny=tiny, weights=weights)
+    path = synth_package(
+        package_destination(name, out_dir),
+        name=Path(name).name,
+        frames=frames,
+        size=(width, height),
+        seed=seed,
+        tiny=tiny,
+        weights=weights,
+    )
     typer.echo(f"wrote {path}")
 
 
@@ -128,7 +139,7 @@ def features_command(
     audio: Path = typer.Argument(..., help="Audio file."),
     model: str = typer.Option(..., "--model", "-m", help="Package name or path (for its audio encoder)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .npy: the (N_enc+2, 512) feature table."),
-    mel: Optional[Path] = typer.Option(None, "--mel", help="Also write the (T, 80) mel spectrogram here."),
+    mel: Path | None = typer.Option(None, "--mel", help="Also write the (T, 80) mel spectrogram here."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda[:N] or tensorrt."),
     backend: str = typer.Option("auto", "--backend", help="Inference runtime (as for render)."),
 ) -> None:
@@ -167,12 +178,12 @@ def _save_npy(path: Path, array) -> None:
 def render_command(
     audio: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, ... any rate, channels, bit depth)."),
     model: str = typer.Option(..., "--model", "-m", help="Package name or path."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output MP4 (one audio file only)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Directory for AUDIO_STEM.mp4 outputs (default: .)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Output MP4 (one audio file only)."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Directory for AUDIO_STEM.mp4 outputs (default: .)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that fails."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per file on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-    options: dict = None,
+    options: dict | None = None,  # the --options flags, filled in by with_options
 ) -> None:
     """Render each audio file to an MP4 of the package's person speaking it."""
     from dataclasses import replace
@@ -189,9 +200,11 @@ def render_command(
         for path in audio:
             target = output or (out_dir or Path(".")) / f"{path.stem}.mp4"
             frames_dir = per_render.frames_dir
-            this_render = replace(per_render, frames_dir=frames_dir / path.stem) if frames_dir and len(audio) > 1 \
-                else per_render
-            result = reporter.run(path, lambda progress: renderer.render(path, target, this_render, progress))
+            this_render = (
+                replace(per_render, frames_dir=frames_dir / path.stem) if frames_dir and len(audio) > 1 else per_render
+            )
+            job = functools.partial(renderer.render, path, target, this_render)
+            result = reporter.run(path, lambda progress, job=job: job(on_progress=progress))
             failures += result.status != "ok"
             if json_lines:
                 typer.echo(json.dumps(result.to_dict()))
@@ -206,12 +219,24 @@ def render_command(
 @user_errors
 def package_build(
     name: str = typer.Argument(..., help="Package name (written to packages/NAME) or a path."),
-    dataset: Path = typer.Option(..., "--from", help="SyncTalk_2D dataset directory (or a pre-processed 'sanders' one)."),
-    unet: Optional[Path] = typer.Option(None, "--unet", help="UNet ONNX model (default: DATASET/checkpoint/model_best.onnx)."),
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Audio encoder ONNX model (default: DATASET/audio_encoder.onnx)."),
-    video: Optional[Path] = typer.Option(None, "--video", help="Take the frames from this video instead of the dataset's."),
-    smooth: int = typer.Option(0, "--smooth", min=0, help="Average crop rectangles over N frames against jitter (0: off)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write the package to DIR/NAME instead of packages/NAME."),
+    dataset: Path = typer.Option(
+        ..., "--from", help="SyncTalk_2D dataset directory (or a pre-processed 'sanders' one)."
+    ),
+    unet: Path | None = typer.Option(
+        None, "--unet", help="UNet ONNX model (default: DATASET/checkpoint/model_best.onnx)."
+    ),
+    encoder: Path | None = typer.Option(
+        None, "--encoder", help="Audio encoder ONNX model (default: DATASET/audio_encoder.onnx)."
+    ),
+    video: Path | None = typer.Option(
+        None, "--video", help="Take the frames from this video instead of the dataset's."
+    ),
+    smooth: int = typer.Option(
+        0, "--smooth", min=0, help="Average crop rectangles over N frames against jitter (0: off)."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Write the package to DIR/NAME instead of packages/NAME."
+    ),
 ) -> None:
     """Build a model package from SyncTalk_2D training data."""
     import os
@@ -231,8 +256,8 @@ def package_build(
 @package_app.command("export-onnx")
 @user_errors
 def package_export_onnx(
-    unet: Optional[Path] = typer.Option(None, "--unet", help="UNet-328 'ave' PyTorch checkpoint (.pth)."),
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="AVE audio encoder PyTorch checkpoint (.pth)."),
+    unet: Path | None = typer.Option(None, "--unet", help="UNet-328 'ave' PyTorch checkpoint (.pth)."),
+    encoder: Path | None = typer.Option(None, "--encoder", help="AVE audio encoder PyTorch checkpoint (.pth)."),
     out: Path = typer.Option(..., "-o", "--out", help="Directory for unet.onnx and audio_encoder.onnx."),
     skip_check: bool = typer.Option(False, "--skip-check", help="Skip the ONNX Runtime vs PyTorch parity check."),
 ) -> None:
@@ -250,17 +275,23 @@ def package_export_onnx(
 def bench_command(
     model: str = typer.Option(..., "--model", "-m", help="Package name or path."),
     batch_sizes: str = typer.Option("1,4,8,25", "--batch-sizes", "-b", help="Comma-separated UNet batch sizes."),
-    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Render N frames of generated speech (default 100)."),
-    audio: Optional[Path] = typer.Option(None, "--audio", help="Render this audio file instead."),
+    frames: int | None = typer.Option(
+        None, "--frames", min=1, help="Render N frames of generated speech (default 100)."
+    ),
+    audio: Path | None = typer.Option(None, "--audio", help="Render this audio file instead."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed renders after the cold one."),
     repeat: int = typer.Option(3, "--repeat", min=1, help="Timed renders per batch size (median reported)."),
-    ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Also measure UNet-only, without-UNet and bare x264."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV line per batch size."),
-    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables and host block as Markdown."),
-    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (needs the 'plot' extra: matplotlib)."),
+    ceilings: bool = typer.Option(
+        True, "--ceilings/--no-ceilings", help="Also measure UNet-only, without-UNet and bare x264."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the full report as JSON."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write one CSV line per batch size."),
+    markdown_path: Path | None = typer.Option(None, "--markdown", help="Write the tables and host block as Markdown."),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG plot (needs the 'plot' extra: matplotlib)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
-    options: dict = None,
+    options: dict | None = None,  # the --options flags, filled in by with_options
 ) -> None:
     """Benchmark the render pipeline per batch size: stage times, cold/warm FPS, ceilings, host."""
     from lipsync_render.diagnostics import bench, bench_report
@@ -276,10 +307,24 @@ def bench_command(
         bench_report.require_matplotlib()
     bench_report.check_output_files([json_path, csv_path, markdown_path, plot_path])
     progress = None if quiet else (lambda message: typer.echo(f"bench: {message}", err=True))
-    report = bench.run_bench(model, sizes, frames=frames, audio=audio, warmup=warmup, repeat=repeat, session=session,
-                             render=per_render, ceilings=ceilings, on_progress=progress)
+    report = bench.run_bench(
+        model,
+        sizes,
+        frames=frames,
+        audio=audio,
+        warmup=warmup,
+        repeat=repeat,
+        session=session,
+        render=per_render,
+        ceilings=ceilings,
+        on_progress=progress,
+    )
     bench_report.print_report(report)
-    for path, text in ((json_path, bench_report.to_json), (csv_path, bench_report.to_csv), (markdown_path, bench_report.to_markdown)):
+    for path, text in (
+        (json_path, bench_report.to_json),
+        (csv_path, bench_report.to_csv),
+        (markdown_path, bench_report.to_markdown),
+    ):
         if path is not None:
             bench_report.write_report_file(path, text(report))
     if plot_path is not None:
@@ -289,11 +334,17 @@ def bench_command(
 @app.command("render-many")
 @user_errors
 def render_many_command(
-    manifest: Path = typer.Argument(..., help="JOBS.csv or JOBS.jsonl: audio, model, output and option columns per job."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Outputs DIR/AUDIO_STEM.mp4 for jobs without an output."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip jobs whose MP4 and matching .json sidecar exist."),
+    manifest: Path = typer.Argument(
+        ..., help="JOBS.csv or JOBS.jsonl: audio, model, output and option columns per job."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Outputs DIR/AUDIO_STEM.mp4 for jobs without an output."
+    ),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Skip jobs whose MP4 and matching .json sidecar exist."
+    ),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Start no job after the first failure."),
-    ray_address: Optional[str] = typer.Option(None, "--ray", help="Fan out over Ray: a cluster address, auto or local."),
+    ray_address: str | None = typer.Option(None, "--ray", help="Fan out over Ray: a cluster address, auto or local."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per job on stdout as it finishes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, per-job lines or summary."),
 ) -> None:
@@ -309,8 +360,9 @@ def render_many_command(
                 typer.echo(json.dumps(result.to_dict()))
             reporter.add(result)
 
-        results = run_jobs(jobs, skip_existing=skip_existing, fail_fast=fail_fast, on_result=on_result,
-                           ray_address=ray_address)
+        results = run_jobs(
+            jobs, skip_existing=skip_existing, fail_fast=fail_fast, on_result=on_result, ray_address=ray_address
+        )
     reporter.summary()
     if any(r.status == "error" for r in results) or len(results) < len(jobs):
         raise typer.Exit(1)
@@ -319,7 +371,7 @@ def render_many_command(
 @app.command("doctor")
 @user_errors
 def doctor_command(
-    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Check these packages (default: all found)."),
+    model: list[str] | None = typer.Option(None, "--model", "-m", help="Check these packages (default: all found)."),
 ) -> None:
     """Check what is really usable here (ONNX Runtime providers, GPU libraries, encoders, disk, packages)."""
     from lipsync_render.diagnostics.doctor import report, run_checks

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -27,12 +28,13 @@ def _metavar(o: Option) -> str | None:
 
 def _parameter(o: Option) -> inspect.Parameter:
     """Values are checked by the options dataclasses (one sentence, exit 2), so typer gets plain types."""
-    kind = o.kind if o.default is not None or o.kind is bool else Optional[o.kind]
+    kind = o.kind if o.default is not None or o.kind is bool else o.kind | None
     if o.kind is bool:
         default = typer.Option(o.default, *o.flags, help=_help(o))
     else:
-        default = typer.Option(o.default, *o.flags, help=_help(o), metavar=_metavar(o),
-                               show_default=o.default is not None)
+        default = typer.Option(
+            o.default, *o.flags, help=_help(o), metavar=_metavar(o), show_default=o.default is not None
+        )
     return inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
 
 
@@ -53,4 +55,3 @@ def with_options(surface: str, exclude: tuple[str, ...] = ()) -> Callable:
         return wrapper
 
     return decorate
-

@@ -1,10 +1,11 @@
-"""Progress and per-file reporting for the CLI: rich bars on stderr (terminals only), a line per file or job, a summary."""
+"""CLI progress: rich bars on stderr (terminals only), a line per file or job, and a closing summary."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -40,13 +41,21 @@ class ProgressReporter:
             if self.enabled:
                 self.console.print(
                     f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio, "
-                    f"{result.fps:.1f} fps ({result.backend} on {', '.join(result.providers)})", markup=False, soft_wrap=True)
+                    f"{result.fps:.1f} fps ({result.backend} on {', '.join(result.providers)})",
+                    markup=False,
+                    soft_wrap=True,
+                )
         self.results.append(result)
         return result
 
     def _with_bar(self, path: Path, render) -> RenderResult:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.1f} fps"),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task(path.name, total=None, fps=0.0)
 
@@ -76,12 +85,18 @@ class JobReporter:
         self.progress = None
         self.task = None
 
-    def __enter__(self) -> "JobReporter":
+    def __enter__(self) -> JobReporter:
         if self.enabled and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("jobs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                     console=self.console, transient=True)
+            self.progress = Progress(
+                TextColumn("jobs"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
             self.progress.start()
             self.task = self.progress.add_task("jobs", total=self.total)
         return self

@@ -19,14 +19,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from lipsync_render import __version__
 from lipsync_render.contract import AUDIO_BLOCK_SHAPE, VIDEO_FPS, VISUAL_INPUT_SHAPE, ModelIO, read_model_io
+from lipsync_render.diagnostics.host import HostInfo, PeakRSS, host_info, max_rss_mb
 from lipsync_render.errors import LipsyncError
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
 from lipsync_render.options import RenderOptions, SessionOptions
@@ -37,7 +37,6 @@ from lipsync_render.render.renderer import Renderer
 from lipsync_render.render.result import STAGES, RenderResult
 from lipsync_render.runtimes import LoadedModel, get_backend
 from lipsync_render.runtimes.calibration import babble
-from lipsync_render.diagnostics.host import HostInfo, PeakRSS, host_info, max_rss_mb
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640: N frames of audio make exactly N video frames
 MB = 1024 * 1024
@@ -97,9 +96,13 @@ class Ceilings:
     crf: int
     width: int
     height: int
-    model_only: str = ("the UNet alone (UNetRunner) on random inputs of the batch shape, as many batches as a render, "
-                       "measured after each timed render; median")
-    without_unet: str = "the same pipeline and options with the tiny stand-in UNet (elementwise), median of the warm runs"
+    model_only: str = (
+        "the UNet alone (UNetRunner) on random inputs of the batch shape, as many batches as a render, "
+        "measured after each timed render; median"
+    )
+    without_unet: str = (
+        "the same pipeline and options with the tiny stand-in UNet (elementwise), median of the warm runs"
+    )
 
 
 @dataclass
@@ -149,8 +152,17 @@ def run_bench(
             audio_path, audio_label = Path(audio), str(audio)
         samples = load_audio(audio_path)
         frame_total = frame_count_for_audio(len(samples))
-        settings = BenchSettings(str(model), frame_total, audio_label, len(samples) / SAMPLE_RATE, batch_sizes,
-                                 warmup, repeat, session, render)
+        settings = BenchSettings(
+            str(model),
+            frame_total,
+            audio_label,
+            len(samples) / SAMPLE_RATE,
+            batch_sizes,
+            warmup,
+            repeat,
+            session,
+            render,
+        )
         rows, package = [], None
         for batch_size in batch_sizes:
             say(f"batch {batch_size}: cold run, {warmup} warm-up, {repeat} timed")
@@ -182,8 +194,9 @@ def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
     return sizes
 
 
-def bench_batch_size(model, audio_path: Path, settings: BenchSettings, batch_size: int, workdir: Path,
-                     ceilings: bool) -> tuple[BenchRow, Package]:
+def bench_batch_size(
+    model, audio_path: Path, settings: BenchSettings, batch_size: int, workdir: Path, ceilings: bool
+) -> tuple[BenchRow, Package]:
     """Cold run, warm-up and timed runs at one batch size (plus the UNet-only ceiling, on the same session)."""
     output = workdir / f"bench_b{batch_size}.mp4"
     with PeakRSS() as memory:
@@ -206,27 +219,45 @@ def bench_batch_size(model, audio_path: Path, settings: BenchSettings, batch_siz
             providers, codec = renderer.providers, renderer.video_codec
         finally:
             renderer.close()
-    row = make_row(batch_size, settings.frames, settings.audio_seconds, runs, cold_seconds, load_seconds,
-                   memory.peak_bytes / MB, providers)
+    row = make_row(
+        batch_size,
+        settings.frames,
+        settings.audio_seconds,
+        runs,
+        cold_seconds,
+        load_seconds,
+        memory.peak_bytes / MB,
+        providers,
+    )
     row.model_only_fps, row.video_encoder = model_fps, codec
     return row, renderer.package
 
 
-def timed_render(renderer: Renderer, audio_path: Path, output: Path,
-                 options: RenderOptions) -> tuple[float, RenderResult]:
+def timed_render(
+    renderer: Renderer, audio_path: Path, output: Path, options: RenderOptions
+) -> tuple[float, RenderResult]:
     """Wall seconds of one whole render call (audio loading included) and its result."""
     start = time.perf_counter()
     result = renderer.render(audio_path, output, options)
     return time.perf_counter() - start, result
 
 
-def make_row(batch_size: int, frames: int, audio_seconds: float, runs: list[tuple[float, RenderResult]],
-             cold_seconds: float, load_seconds: float, peak_rss_mb: float, providers: list[str]) -> BenchRow:
+def make_row(
+    batch_size: int,
+    frames: int,
+    audio_seconds: float,
+    runs: list[tuple[float, RenderResult]],
+    cold_seconds: float,
+    load_seconds: float,
+    peak_rss_mb: float,
+    providers: list[str],
+) -> BenchRow:
     """Per-batch and per-frame figures from the timed runs (medians; min and max of the wall time)."""
     walls = [wall for wall, _ in runs]
     wall = statistics.median(walls)
-    per_frame = {stage: 1000 * statistics.median(r.seconds.get(stage, 0.0) for _, r in runs) / frames
-                 for stage in STAGES}
+    per_frame = {
+        stage: 1000 * statistics.median(r.seconds.get(stage, 0.0) for _, r in runs) / frames for stage in STAGES
+    }
     return BenchRow(
         batch_size=batch_size,
         frames=frames,
@@ -249,7 +280,11 @@ def make_row(batch_size: int, frames: int, audio_seconds: float, runs: list[tupl
 
 def set_efficiency(row: BenchRow, encode_fps: float | None) -> None:
     """End-to-end FPS over the lowest ceiling, and which stage that ceiling belongs to."""
-    ceilings = {"model_only_fps": row.model_only_fps, "without_unet_fps": row.without_unet_fps, "encode_fps": encode_fps}
+    ceilings = {
+        "model_only_fps": row.model_only_fps,
+        "without_unet_fps": row.without_unet_fps,
+        "encode_fps": encode_fps,
+    }
     known = {name: fps for name, fps in ceilings.items() if fps}
     if not known:
         return
@@ -276,8 +311,9 @@ def unet_only_fps(unet: LoadedModel, batch_size: int, batches: int, seed: int = 
     return batch_size / statistics.median(seconds)
 
 
-def without_unet_fps(package: Package, audio_path: Path, settings: BenchSettings, batch_size: int,
-                     workdir: Path) -> float:
+def without_unet_fps(
+    package: Package, audio_path: Path, settings: BenchSettings, batch_size: int, workdir: Path
+) -> float:
     """End-to-end FPS of the same render with a stand-in UNet that costs next to nothing (always fp32)."""
     twin = tiny_unet_twin(package, workdir)
     output = workdir / f"without_unet_b{batch_size}.mp4"

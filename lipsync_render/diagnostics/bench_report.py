@@ -7,9 +7,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -55,47 +55,76 @@ def _ms(row: BenchRow, stage: str) -> str:
 
 
 STAGE_HEADERS = ("batch", *STAGES, "total ms/batch", "ms/frame")
-THROUGHPUT_HEADERS = ("batch", "end-to-end FPS (min-max)", "cold s (FPS)", "load s", "RTF", "model-only FPS",
-                      "without-UNet FPS", "efficiency", "bound by", "peak RSS MB")
+THROUGHPUT_HEADERS = (
+    "batch",
+    "end-to-end FPS (min-max)",
+    "cold s (FPS)",
+    "load s",
+    "RTF",
+    "model-only FPS",
+    "without-UNet FPS",
+    "efficiency",
+    "bound by",
+    "peak RSS MB",
+)
 
 
 def stage_cells(row: BenchRow) -> list[str]:
-    return [str(row.batch_size), *(_ms(row, stage) for stage in STAGES), f"{row.total_ms_per_batch:.1f}",
-            f"{row.ms_per_frame:.2f}"]
+    return [
+        str(row.batch_size),
+        *(_ms(row, stage) for stage in STAGES),
+        f"{row.total_ms_per_batch:.1f}",
+        f"{row.ms_per_frame:.2f}",
+    ]
 
 
 def throughput_cells(row: BenchRow) -> list[str]:
     efficiency = "-" if row.efficiency is None else f"{100 * row.efficiency:.0f}%"
-    return [str(row.batch_size),
-            f"{row.end_to_end_fps:.1f} ({row.end_to_end_fps_min:.1f}-{row.end_to_end_fps_max:.1f})",
-            f"{row.cold_seconds:.2f} ({row.cold_fps:.1f})", f"{row.load_seconds:.2f}", f"{row.realtime_factor:.2f}x",
-            _num(row.model_only_fps), _num(row.without_unet_fps), efficiency, row.bound_by or "-",
-            f"{row.peak_rss_mb:.0f}"]
+    return [
+        str(row.batch_size),
+        f"{row.end_to_end_fps:.1f} ({row.end_to_end_fps_min:.1f}-{row.end_to_end_fps_max:.1f})",
+        f"{row.cold_seconds:.2f} ({row.cold_fps:.1f})",
+        f"{row.load_seconds:.2f}",
+        f"{row.realtime_factor:.2f}x",
+        _num(row.model_only_fps),
+        _num(row.without_unet_fps),
+        efficiency,
+        row.bound_by or "-",
+        f"{row.peak_rss_mb:.0f}",
+    ]
 
 
 def describe_settings(report: BenchReport) -> str:
     s = report.settings
     session = s.session
-    return (f"model {s.model}, {s.frames} frames ({s.audio_seconds:.2f} s audio: {s.audio}), features from "
-            f"{s.render.features}, backend {session.backend}, device {session.device}, {session.precision}"
-            f"{' + CUDA graph' if session.cuda_graph else ''}, {session.threads} inference threads, "
-            f"compositing workers: {session.workers}, "
-            f"{s.warmup} warm-up + median of {s.repeat} runs")
+    return (
+        f"model {s.model}, {s.frames} frames ({s.audio_seconds:.2f} s audio: {s.audio}), features from "
+        f"{s.render.features}, backend {session.backend}, device {session.device}, {session.precision}"
+        f"{' + CUDA graph' if session.cuda_graph else ''}, {session.threads} inference threads, "
+        f"compositing workers: {session.workers}, "
+        f"{s.warmup} warm-up + median of {s.repeat} runs"
+    )
 
 
 def describe_host(host: HostInfo) -> str:
     cores = f"{host.usable_cores} usable of {host.logical_cores} logical" + (
-        f" / {host.physical_cores} physical" if host.physical_cores else "")
-    return (f"{host.cpu} ({cores} cores, {host.memory_gb:g} GB), GPU {host.gpu or 'none'}, "
-            f"ONNX Runtime {host.onnxruntime} on {', '.join(host.providers) or '?'}, PyAV {host.pyav} / FFmpeg "
-            f"{host.ffmpeg}, {host.encoder} preset {host.preset} crf {host.crf}, Python {host.python}, {host.date}")
+        f" / {host.physical_cores} physical" if host.physical_cores else ""
+    )
+    return (
+        f"{host.cpu} ({cores} cores, {host.memory_gb:g} GB), GPU {host.gpu or 'none'}, "
+        f"ONNX Runtime {host.onnxruntime} on {', '.join(host.providers) or '?'}, PyAV {host.pyav} / FFmpeg "
+        f"{host.ffmpeg}, {host.encoder} preset {host.preset} crf {host.crf}, Python {host.python}, {host.date}"
+    )
 
 
 def describe_encode_ceiling(report: BenchReport) -> str:
     c = report.ceilings
     if c.encode_fps is None:
         return "ceilings not measured (--no-ceilings)"
-    return f"bare {c.encoder} ceiling: {c.encode_fps:.1f} FPS ({c.encode_frames} frames {c.width}x{c.height}, preset {c.preset}, crf {c.crf}, no audio)"
+    return (
+        f"bare {c.encoder} ceiling: {c.encode_fps:.1f} FPS ({c.encode_frames} frames {c.width}x{c.height}, "
+        f"preset {c.preset}, crf {c.crf}, no audio)"
+    )
 
 
 def print_report(report: BenchReport, console=None) -> None:
@@ -130,24 +159,38 @@ def markdown_table(headers: Sequence[str], rows: list[list[str]], first: str = "
 def to_markdown(report: BenchReport) -> str:
     """The report as Markdown, ready to paste into a results page."""
     host = report.host
-    lines = [f"Settings: {describe_settings(report)}.", "",
-             "Stage busy time, ms per batch / per frame (the stages overlap, so they add up to more than the total):", ""]
+    lines = [
+        f"Settings: {describe_settings(report)}.",
+        "",
+        "Stage busy time, ms per batch / per frame (the stages overlap, so they add up to more than the total):",
+        "",
+    ]
     lines += markdown_table(STAGE_HEADERS, [stage_cells(row) for row in report.rows])
-    lines += ["", "Throughput: end-to-end FPS is the median of the warm runs (min-max), cold includes the model load; "
-              "load = Renderer creation alone; RTF = audio seconds per wall second; efficiency = end-to-end FPS / the lowest ceiling:", ""]
+    lines += [
+        "",
+        "Throughput: end-to-end FPS is the median of the warm runs (min-max), cold includes the model load; "
+        "load = Renderer creation alone; RTF = audio seconds per wall second; "
+        "efficiency = end-to-end FPS / the lowest ceiling:",
+        "",
+    ]
     lines += markdown_table(THROUGHPUT_HEADERS, [throughput_cells(row) for row in report.rows])
-    lines += ["", f"Ceilings: {describe_encode_ceiling(report)}; model-only = {report.ceilings.model_only}; "
-              f"without-UNet = {report.ceilings.without_unet}.", "",
-              "Host:", "",
-              f"- CPU: {host.cpu}, {host.usable_cores} usable / {host.logical_cores} logical / "
-              f"{host.physical_cores or '?'} physical cores, {host.memory_gb:g} GB RAM",
-              f"- GPU: {host.gpu or 'none'}",
-              f"- ONNX Runtime {host.onnxruntime}, sessions on {', '.join(host.providers) or '?'} "
-              f"(available: {', '.join(host.available_providers)})",
-              f"- PyAV {host.pyav}, FFmpeg {host.ffmpeg} ({', '.join(f'{k} {v}' for k, v in host.ffmpeg_libraries.items())})",
-              f"- Encoder: {host.encoder}, preset {host.preset}, crf {host.crf}",
-              f"- lipsync-render {host.lipsync_render}, Python {host.python}, {host.platform}",
-              f"- Date: {host.date}"]
+    lines += [
+        "",
+        f"Ceilings: {describe_encode_ceiling(report)}; model-only = {report.ceilings.model_only}; "
+        f"without-UNet = {report.ceilings.without_unet}.",
+        "",
+        "Host:",
+        "",
+        f"- CPU: {host.cpu}, {host.usable_cores} usable / {host.logical_cores} logical / "
+        f"{host.physical_cores or '?'} physical cores, {host.memory_gb:g} GB RAM",
+        f"- GPU: {host.gpu or 'none'}",
+        f"- ONNX Runtime {host.onnxruntime}, sessions on {', '.join(host.providers) or '?'} "
+        f"(available: {', '.join(host.available_providers)})",
+        f"- PyAV {host.pyav}, FFmpeg {host.ffmpeg} ({', '.join(f'{k} {v}' for k, v in host.ffmpeg_libraries.items())})",
+        f"- Encoder: {host.encoder}, preset {host.preset}, crf {host.crf}",
+        f"- lipsync-render {host.lipsync_render}, Python {host.python}, {host.platform}",
+        f"- Date: {host.date}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +199,9 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise LipsyncError("Writing a plot needs matplotlib: install it with pip install 'lipsync-render[plot]'.") from None
+        raise LipsyncError(
+            "Writing a plot needs matplotlib: install it with pip install 'lipsync-render[plot]'."
+        ) from None
 
 
 def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
@@ -169,8 +214,12 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
     figure = Figure(figsize=(12, 4.8), layout="constrained")
     fps_axes, stage_axes = figure.subplots(1, 2)
     e2e = np.array([row.end_to_end_fps for row in report.rows])
-    spread = np.array([[row.end_to_end_fps - row.end_to_end_fps_min for row in report.rows],
-                       [row.end_to_end_fps_max - row.end_to_end_fps for row in report.rows]])
+    spread = np.array(
+        [
+            [row.end_to_end_fps - row.end_to_end_fps_min for row in report.rows],
+            [row.end_to_end_fps_max - row.end_to_end_fps for row in report.rows],
+        ]
+    )
     fps_axes.errorbar(x, e2e, yerr=spread, marker="o", capsize=4, label="end-to-end (warm, min-max)")
     fps_axes.plot(x, [row.cold_fps for row in report.rows], marker=".", linestyle=":", label="end-to-end, cold")
     for name, label in (("model_only_fps", "model only (UNet)"), ("without_unet_fps", "pipeline without the UNet")):
@@ -178,9 +227,16 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
         if all(v is not None for v in values):
             fps_axes.plot(x, values, marker="s", linestyle="--", label=label)
     if report.ceilings.encode_fps is not None:
-        fps_axes.axhline(report.ceilings.encode_fps, color="grey", linestyle="-.", label=f"bare {report.ceilings.encoder}")
-    fps_axes.set(xticks=x, xticklabels=[str(s) for s in sizes], xlabel="batch size", ylabel="frames per second",
-                 title="Throughput and stage ceilings")
+        fps_axes.axhline(
+            report.ceilings.encode_fps, color="grey", linestyle="-.", label=f"bare {report.ceilings.encoder}"
+        )
+    fps_axes.set(
+        xticks=x,
+        xticklabels=[str(s) for s in sizes],
+        xlabel="batch size",
+        ylabel="frames per second",
+        title="Throughput and stage ceilings",
+    )
     plotted = [v for line in fps_axes.get_lines() for v in line.get_ydata() if v and v > 0]
     if plotted and max(plotted) / min(plotted) > 20:
         fps_axes.set_yscale("log")
@@ -193,11 +249,19 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
         stage_axes.bar(x, values, bottom=bottom, label=stage)
         bottom += values
     stage_axes.plot(x, [row.ms_per_frame for row in report.rows], color="black", marker="o", label="wall ms/frame")
-    stage_axes.set(xticks=x, xticklabels=[str(s) for s in sizes], xlabel="batch size", ylabel="ms per frame",
-                   title="Stage busy time per frame (overlapping)")
+    stage_axes.set(
+        xticks=x,
+        xticklabels=[str(s) for s in sizes],
+        xlabel="batch size",
+        ylabel="ms per frame",
+        title="Stage busy time per frame (overlapping)",
+    )
     stage_axes.legend(fontsize="small")
-    figure.suptitle(f"lipsync bench: {report.settings.model}, {report.settings.frames} frames, "
-                    f"{report.host.cpu}, {report.host.gpu or 'no GPU'}", fontsize="medium")
+    figure.suptitle(
+        f"lipsync bench: {report.settings.model}, {report.settings.frames} frames, "
+        f"{report.host.cpu}, {report.host.gpu or 'no GPU'}",
+        fontsize="medium",
+    )
     figure.savefig(path, dpi=110)
 
 

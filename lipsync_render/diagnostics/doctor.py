@@ -7,7 +7,6 @@ Runtime and FFmpeg both fall back silently when a GPU library is missing.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,10 @@ CUDA_LIBRARIES = {
     "cudnn": ("libcudnn.so.9", "libcudnn.so.8", "libcudnn.so", "cudnn64_9.dll"),
 }
 TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so", "nvinfer_10.dll")
-GPU_LIBRARIES_FIX = ("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA 12 and cuDNN 9 from PyPI), or install them "
-                     "system-wide and add their lib folder to LD_LIBRARY_PATH")
+GPU_LIBRARIES_FIX = (
+    "pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA 12 and cuDNN 9 from PyPI), or install them "
+    "system-wide and add their lib folder to LD_LIBRARY_PATH"
+)
 
 
 @dataclass
@@ -46,9 +47,17 @@ class Check:
 def run_checks(models: list[str] | None = None, package_dirs: list[Path] | None = None) -> list[Check]:
     """Every check, in the order printed. ``models`` limits the package checks to these names or paths."""
     driver = cuda_driver_present()
-    checks = [check_onnxruntime(), check_cpu_provider(), check_driver(driver), check_cuda_libraries(driver),
-              check_cuda_provider(driver), check_tensorrt(driver), check_pyav(), check_encoder("libx264", driver),
-              check_encoder("h264_nvenc", driver)]
+    checks = [
+        check_onnxruntime(),
+        check_cpu_provider(),
+        check_driver(driver),
+        check_cuda_libraries(driver),
+        check_cuda_provider(driver),
+        check_tensorrt(driver),
+        check_pyav(),
+        check_encoder("libx264", driver),
+        check_encoder("h264_nvenc", driver),
+    ]
     dirs = package_dirs if package_dirs is not None else package_search_dirs()
     checks += check_disk([Path.cwd(), *dirs])
     checks += check_packages(models if models else find_packages(dirs))
@@ -100,17 +109,29 @@ def check_cpu_provider() -> Check:
     actual, error = session_providers([CPU])
     if actual[:1] == [CPU]:
         return Check("provider cpu", "ok", "a session runs on CPUExecutionProvider")
-    return Check("provider cpu", "fail", f"no session could be created ({error})",
-                 "reinstall ONNX Runtime: pip install --force-reinstall onnxruntime-gpu")
+    return Check(
+        "provider cpu",
+        "fail",
+        f"no session could be created ({error})",
+        "reinstall ONNX Runtime: pip install --force-reinstall onnxruntime-gpu",
+    )
 
 
 def check_cuda_provider(driver: bool) -> Check:
     if CUDA not in available_providers():
-        return Check("provider cuda", "warn", "this ONNX Runtime build has no CUDA provider; rendering runs on the CPU",
-                     "pip install onnxruntime-gpu (instead of onnxruntime) on a machine with an NVIDIA GPU")
+        return Check(
+            "provider cuda",
+            "warn",
+            "this ONNX Runtime build has no CUDA provider; rendering runs on the CPU",
+            "pip install onnxruntime-gpu (instead of onnxruntime) on a machine with an NVIDIA GPU",
+        )
     if not driver:
-        return Check("provider cuda", "warn", "no NVIDIA driver, so no CUDA; rendering runs on the CPU",
-                     "nothing to do on a CPU machine; on a GPU machine install the NVIDIA driver")
+        return Check(
+            "provider cuda",
+            "warn",
+            "no NVIDIA driver, so no CUDA; rendering runs on the CPU",
+            "nothing to do on a CPU machine; on a GPU machine install the NVIDIA driver",
+        )
     actual, error = session_providers([CUDA, CPU])
     if actual[:1] == [CUDA]:
         return Check("provider cuda", "ok", "a session really runs on CUDAExecutionProvider")
@@ -120,18 +141,30 @@ def check_cuda_provider(driver: bool) -> Check:
 
 def check_tensorrt(driver: bool) -> Check:
     if TENSORRT not in available_providers() or not driver:
-        return Check("provider tensorrt", "warn", "not available here (needs an NVIDIA GPU and onnxruntime-gpu); "
-                     "--device tensorrt cannot be used", "optional: only for --device tensorrt")
+        return Check(
+            "provider tensorrt",
+            "warn",
+            "not available here (needs an NVIDIA GPU and onnxruntime-gpu); --device tensorrt cannot be used",
+            "optional: only for --device tensorrt",
+        )
     loaded = first_loadable(TENSORRT_LIBRARIES)
     if loaded is None:
-        return Check("provider tensorrt", "warn", "TensorRT libraries (libnvinfer) not found; --device tensorrt "
-                     "cannot be used, cuda can", "optional: pip install tensorrt-cu12 (matching ONNX Runtime's TensorRT)")
+        return Check(
+            "provider tensorrt",
+            "warn",
+            "TensorRT libraries (libnvinfer) not found; --device tensorrt cannot be used, cuda can",
+            "optional: pip install tensorrt-cu12 (matching ONNX Runtime's TensorRT)",
+        )
     actual, error = session_providers([TENSORRT, CUDA, CPU])
     if actual[:1] == [TENSORRT]:
         return Check("provider tensorrt", "ok", f"a session really runs on TensorrtExecutionProvider ({loaded})")
     why = f"session failed: {error}" if error else f"ONNX Runtime fell back to {actual[0] if actual else 'nothing'}"
-    return Check("provider tensorrt", "warn", f"{loaded} loads but TensorRT is not usable ({why})",
-                 "install the TensorRT version this ONNX Runtime was built against (see its release notes)")
+    return Check(
+        "provider tensorrt",
+        "warn",
+        f"{loaded} loads but TensorRT is not usable ({why})",
+        "install the TensorRT version this ONNX Runtime was built against (see its release notes)",
+    )
 
 
 # ------------------------------------------------------------------------------------ NVIDIA libraries
@@ -164,8 +197,12 @@ def pip_library_paths(soname: str) -> list[str]:
 def check_driver(driver: bool) -> Check:
     if driver:
         return Check("nvidia driver", "ok", f"libcuda loads ({gpu_name() or 'GPU name unknown'})")
-    return Check("nvidia driver", "warn", "no NVIDIA driver (libcuda) found: a CPU machine",
-                 "nothing to do on a CPU machine; on a GPU machine install the NVIDIA driver")
+    return Check(
+        "nvidia driver",
+        "warn",
+        "no NVIDIA driver (libcuda) found: a CPU machine",
+        "nothing to do on a CPU machine; on a GPU machine install the NVIDIA driver",
+    )
 
 
 def check_cuda_libraries(driver: bool) -> Check:
@@ -175,8 +212,12 @@ def check_cuda_libraries(driver: bool) -> Check:
         return Check("cuda libraries", "ok", ", ".join(loaded.values()))
     detail = f"not found: {', '.join(f'lib{role}' for role in missing)}"
     if not driver:
-        return Check("cuda libraries", "warn", detail + " (not needed without a GPU)",
-                     "nothing to do on a CPU machine; on a GPU machine " + GPU_LIBRARIES_FIX)
+        return Check(
+            "cuda libraries",
+            "warn",
+            detail + " (not needed without a GPU)",
+            "nothing to do on a CPU machine; on a GPU machine " + GPU_LIBRARIES_FIX,
+        )
     return Check("cuda libraries", "fail", detail + ": ONNX Runtime cannot use the GPU", GPU_LIBRARIES_FIX)
 
 
@@ -199,13 +240,23 @@ def check_encoder(codec: str, driver: bool) -> Check:
     if encoder_opens(codec):
         return Check(name, "ok", "opens a 256x144 yuv420p stream")
     if codec == "libx264":
-        return Check(name, "fail", "FFmpeg cannot open libx264: no MP4 can be written",
-                     "use the PyPI wheels of PyAV, which bundle libx264: pip install --force-reinstall av")
+        return Check(
+            name,
+            "fail",
+            "FFmpeg cannot open libx264: no MP4 can be written",
+            "use the PyPI wheels of PyAV, which bundle libx264: pip install --force-reinstall av",
+        )
     if not driver:
-        return Check(name, "warn", "cannot open without an NVIDIA GPU; libx264 is used",
-                     "nothing to do on a CPU machine")
-    return Check(name, "warn", "cannot open although a driver is present (a GPU without NVENC, or its sessions "
-                 "are all in use); libx264 is used", "optional: --encoder libx264 is the default fallback")
+        return Check(
+            name, "warn", "cannot open without an NVIDIA GPU; libx264 is used", "nothing to do on a CPU machine"
+        )
+    return Check(
+        name,
+        "warn",
+        "cannot open although a driver is present (a GPU without NVENC, or its sessions "
+        "are all in use); libx264 is used",
+        "optional: --encoder libx264 is the default fallback",
+    )
 
 
 # ------------------------------------------------------------------------------------ disk and packages
@@ -232,8 +283,14 @@ def check_disk(paths: list[Path]) -> list[Check]:
         free = shutil.disk_usage(path).free
         detail = f"{free / (1 << 30):.1f} GiB free at {path}"
         if free < LOW_DISK_BYTES:
-            checks.append(Check("disk", "warn", detail, "free some space: a package is ~1.4 GiB per 500 "
-                                "frames and each minute of 720p video tens of MB"))
+            checks.append(
+                Check(
+                    "disk",
+                    "warn",
+                    detail,
+                    "free some space: a package is ~1.4 GiB per 500 frames and each minute of 720p video tens of MB",
+                )
+            )
         else:
             checks.append(Check("disk", "ok", detail))
     return checks
@@ -245,8 +302,11 @@ def find_packages(dirs: list[Path]) -> list[str]:
 
     found = []
     for directory in dirs:
-        found += [str(p) for p in sorted(directory.iterdir())
-                  if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
+        found += [
+            str(p)
+            for p in sorted(directory.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+        ]
     return found
 
 
@@ -255,8 +315,14 @@ def check_packages(models: list[str]) -> list[Check]:
     from lipsync_render.package.loader import validate_package
 
     if not models:
-        return [Check("packages", "warn", "no model packages found in ./packages or $LIPSYNC_PACKAGES",
-                      "lipsync package synth demo (a synthetic one) or lipsync package build NAME --from DATASET")]
+        return [
+            Check(
+                "packages",
+                "warn",
+                "no model packages found in ./packages or $LIPSYNC_PACKAGES",
+                "lipsync package synth demo (a synthetic one) or lipsync package build NAME --from DATASET",
+            )
+        ]
     checks = []
     for model in models:
         problems = validate_package(model)
@@ -265,7 +331,13 @@ def check_packages(models: list[str]) -> list[Check]:
             checks.append(Check(name, "ok", f"valid, checksums match ({model})"))
             continue
         more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
-        checks.append(Check(name, "fail", problems[0] + more,
-                            f"rebuild it (lipsync package build/synth) or restore it from a good copy; "
-                            f"'lipsync package validate {model}' lists every problem"))
+        checks.append(
+            Check(
+                name,
+                "fail",
+                problems[0] + more,
+                f"rebuild it (lipsync package build/synth) or restore it from a good copy; "
+                f"'lipsync package validate {model}' lists every problem",
+            )
+        )
     return checks

@@ -43,7 +43,6 @@ class HostInfo:
     date: str
 
 
-
 class PeakRSS:
     """Samples the resident memory of this process plus its children (compositing workers) in a thread.
 
@@ -57,7 +56,7 @@ class PeakRSS:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="rss-sampler", daemon=True)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self._thread.start()
         return self
 

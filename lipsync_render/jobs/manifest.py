@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import JOBS, RenderOptions, SessionOptions, options_for, parse_value, split_options
@@ -54,7 +54,9 @@ def read_jobs(path: str | os.PathLike, out_dir: str | os.PathLike | None = None)
         raise LipsyncError(f"Job manifest {path} must be a .csv or .jsonl file.")
     base = path.resolve().parent
     out_dir = Path(out_dir).resolve() if out_dir is not None else None
-    jobs = [_job_from_row(row, f"{path}, line {line}", base, out_dir) for line, row in readers[path.suffix.lower()](path)]
+    jobs = [
+        _job_from_row(row, f"{path}, line {line}", base, out_dir) for line, row in readers[path.suffix.lower()](path)
+    ]
     if not jobs:
         raise LipsyncError(f"Job manifest {path} lists no jobs.")
     _check_unique_outputs(jobs)
@@ -102,8 +104,10 @@ def _check_columns(names: list[str], where: str, word: str) -> None:
         raise LipsyncError(f"{where}: unknown {word} '{unknown[0]}' (known: {', '.join(KNOWN_COLUMNS)}).")
     missing = [n for n in REQUIRED_COLUMNS if n not in names]
     if missing:
-        raise LipsyncError(f"{where}: no '{missing[0]}' {word} (every job needs audio and model, and an output "
-                           "unless --out-dir is given).")
+        raise LipsyncError(
+            f"{where}: no '{missing[0]}' {word} (every job needs audio and model, and an output "
+            "unless --out-dir is given)."
+        )
     named = [OPTION_COLUMNS[n] for n in names if n in OPTION_COLUMNS]
     twice = [n for n in named if named.count(n) > 1]
     if twice:
@@ -122,13 +126,22 @@ def _job_from_row(row: dict, where: str, base: Path, out_dir: Path | None) -> Jo
     else:
         raise LipsyncError(f"{where}: no output is given and no --out-dir to put it in.")
     try:
-        values = {OPTION_COLUMNS[column]: parse_value(OPTION_COLUMNS[column], value)
-                  for column, value in row.items() if column in OPTION_COLUMNS}
+        values = {
+            OPTION_COLUMNS[column]: parse_value(OPTION_COLUMNS[column], value)
+            for column, value in row.items()
+            if column in OPTION_COLUMNS
+        }
         session, render = split_options(values)
     except LipsyncError as exc:
         raise LipsyncError(f"{where}: {exc}") from None
-    return Job(audio=audio, model=_model_reference(str(row["model"]), base), output=output, session=session,
-               render=render, source=where)
+    return Job(
+        audio=audio,
+        model=_model_reference(str(row["model"]), base),
+        output=output,
+        session=session,
+        render=render,
+        source=where,
+    )
 
 
 def _resolve(text: str, base: Path) -> Path:

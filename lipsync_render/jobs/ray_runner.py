@@ -12,6 +12,7 @@ from lipsync_render.jobs.manifest import Job
 from lipsync_render.jobs.worker import JobResult, JobWorker, grouped
 from lipsync_render.package.loader import resolve_package_path
 
+
 def import_ray():
     """The ray module, or a one-sentence error saying how to get it."""
     try:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.jobs.sidecar import is_done, recorded_results
 from lipsync_render.jobs.worker import JobResult, JobWorker, grouped
 
 
-def run_jobs(jobs: list[Job], skip_existing: bool = False, fail_fast: bool = False,
-             on_result: Callable[[JobResult], None] | None = None, ray_address: str | None = None) -> list[JobResult]:
+def run_jobs(
+    jobs: list[Job],
+    skip_existing: bool = False,
+    fail_fast: bool = False,
+    on_result: Callable[[JobResult], None] | None = None,
+    ray_address: str | None = None,
+) -> list[JobResult]:
     """Run jobs here (or on Ray when ``ray_address`` is given); results come back in job order.
 
     Jobs are grouped so that each package and session setup loads once. ``on_result`` sees each result as it

@@ -30,8 +30,12 @@ def sidecar_path(output: Path) -> Path:
 
 def job_identity(job: Job, package_checksum: str) -> dict:
     """What a finished output must have been made from for a rerun to keep it."""
-    return {"input_sha256": sha256_file(job.audio), "package_checksum": package_checksum,
-            "options": output_affecting(job.session, job.render), "version": __version__}
+    return {
+        "input_sha256": sha256_file(job.audio),
+        "package_checksum": package_checksum,
+        "options": output_affecting(job.session, job.render),
+        "version": __version__,
+    }
 
 
 def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_codec: str) -> None:
@@ -70,9 +74,12 @@ def is_done(job: Job) -> bool:
         expected = job_identity(job, checksum)
     except (OSError, ValueError, LipsyncError):
         return False  # unreadable sidecar, missing input or package: render it and let that report the problem
-    return (isinstance(record, dict) and record.get("status") == "ok"
-            and record.get("output_bytes") == job.output.stat().st_size
-            and all(record.get(key) == value for key, value in expected.items()))
+    return (
+        isinstance(record, dict)
+        and record.get("status") == "ok"
+        and record.get("output_bytes") == job.output.stat().st_size
+        and all(record.get(key) == value for key, value in expected.items())
+    )
 
 
 def remove_stale_partials(output: Path) -> None:
@@ -87,8 +94,10 @@ def remove_stale_partials(output: Path) -> None:
 
     if not output.parent.is_dir():
         return
-    leftovers = {output.stem: f".{glob.escape(output.stem)}.*.partial.mp4",
-                 sidecar_path(output).name: f".{glob.escape(sidecar_path(output).name)}.*.tmp"}
+    leftovers = {
+        output.stem: f".{glob.escape(output.stem)}.*.partial.mp4",
+        sidecar_path(output).name: f".{glob.escape(sidecar_path(output).name)}.*.tmp",
+    }
     for name, pattern in leftovers.items():
         for path in output.parent.glob(pattern):
             match = LEFTOVER_PATTERN.match(path.name)
@@ -99,5 +108,6 @@ def remove_stale_partials(output: Path) -> None:
 def recorded_results(job: Job) -> dict:
     """Frames, duration and timings of a skipped job, from its sidecar."""
     record = json.loads(sidecar_path(job.output).read_text())
-    return {name: record[name] for name in ("frames", "duration", "fps", "seconds", "providers", "host")
-            if name in record}
+    return {
+        name: record[name] for name in ("frames", "duration", "fps", "seconds", "providers", "host") if name in record
+    }

@@ -61,8 +61,15 @@ class JobWorker:
         except OSError as exc:
             message = f"Could not write {exc.filename or job.output}: {exc.strerror or exc}."
             return JobResult.for_job(job, status="error", error=message, host=host)
-        return JobResult.for_job(job, frames=result.frames, duration=result.duration, fps=result.fps,
-                                 seconds=result.seconds, providers=result.providers, host=host)
+        return JobResult.for_job(
+            job,
+            frames=result.frames,
+            duration=result.duration,
+            fps=result.fps,
+            seconds=result.seconds,
+            providers=result.providers,
+            host=host,
+        )
 
     def _adapt(self, job: Job) -> Job:
         session = job.session

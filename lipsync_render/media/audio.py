@@ -8,7 +8,7 @@ to [-4, 4]. Everything is computed in float64, as librosa and scipy do in the re
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import soundfile as sf
@@ -119,14 +119,14 @@ def mel_amplitude(samples: np.ndarray) -> np.ndarray:
     return mel
 
 
-@lru_cache(maxsize=None)
+@cache
 def hann_window(length: int) -> np.ndarray:
     """Periodic Hann window (scipy ``get_window('hann', length, fftbins=True)``)."""
     n = np.arange(length)
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_filters() -> np.ndarray:
     """(80, 401) Slaney mel filterbank 55-7600 Hz, ``librosa.filters.mel(sr=16000, n_fft=800, n_mels=80,
     fmin=55, fmax=7600)``.
@@ -163,15 +163,17 @@ def hz_to_mel(hz: float | np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
     safe_hz = np.maximum(hz, SLANEY_LOG_HZ)
-    return np.where(hz >= SLANEY_LOG_HZ, SLANEY_LOG_MEL + np.log(safe_hz / SLANEY_LOG_HZ) / SLANEY_LOG_STEP,
-                    hz / SLANEY_HZ_PER_MEL)
+    return np.where(
+        hz >= SLANEY_LOG_HZ, SLANEY_LOG_MEL + np.log(safe_hz / SLANEY_LOG_HZ) / SLANEY_LOG_STEP, hz / SLANEY_HZ_PER_MEL
+    )
 
 
 def mel_to_hz(mel: float | np.ndarray) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
-    return np.where(mel >= SLANEY_LOG_MEL, SLANEY_LOG_HZ * np.exp(SLANEY_LOG_STEP * (mel - SLANEY_LOG_MEL)),
-                    SLANEY_HZ_PER_MEL * mel)
+    return np.where(
+        mel >= SLANEY_LOG_MEL, SLANEY_LOG_HZ * np.exp(SLANEY_LOG_STEP * (mel - SLANEY_LOG_MEL)), SLANEY_HZ_PER_MEL * mel
+    )
 
 
 def amp_to_db(amplitude: np.ndarray) -> np.ndarray:

@@ -57,7 +57,9 @@ class AudioTrack:
         if self.rate != self.source_rate:
             import soxr
 
-            self.resampler = soxr.ResampleStream(self.source_rate, self.rate, self.channels, dtype="float32", quality="HQ")
+            self.resampler = soxr.ResampleStream(
+                self.source_rate, self.rate, self.channels, dtype="float32", quality="HQ"
+            )
         self.total = int(round(self.file.frames * self.rate / self.source_rate))
 
     def read(self, count: int) -> np.ndarray:
@@ -127,7 +129,9 @@ class VideoWriter:
             return
         target = track.total if seconds is None else min(track.total, int(seconds * track.rate))
         while self.audio_written < target:
-            samples = track.read(min(AUDIO_BLOCK, max(1, int((target - self.audio_written) * track.source_rate / track.rate))))
+            samples = track.read(
+                min(AUDIO_BLOCK, max(1, int((target - self.audio_written) * track.source_rate / track.rate)))
+            )
             if samples.shape[1] == 0:
                 break
             frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self.audio.layout.name)

@@ -1,8 +1,25 @@
 """Model packages: the format and its loading (``loader``), writing, building from datasets, export, description."""
 
-from lipsync_render.package.loader import (MANIFEST, PACKAGES_ENV, Package, load_package, package_search_dirs,
-                                           resolve_package_path, sha256_file, validate_package)
+from lipsync_render.package.loader import (
+    MANIFEST,
+    PACKAGES_ENV,
+    Package,
+    load_package,
+    package_search_dirs,
+    resolve_package_path,
+    sha256_file,
+    validate_package,
+)
 from lipsync_render.package.writer import write_package
 
-__all__ = ["MANIFEST", "PACKAGES_ENV", "Package", "load_package", "package_search_dirs", "resolve_package_path", "sha256_file",
-           "validate_package", "write_package"]
+__all__ = [
+    "MANIFEST",
+    "PACKAGES_ENV",
+    "Package",
+    "load_package",
+    "package_search_dirs",
+    "resolve_package_path",
+    "sha256_file",
+    "validate_package",
+    "write_package",
+]

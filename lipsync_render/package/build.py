@@ -15,14 +15,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
-from lipsync_render.contract import AUDIO_ENCODER, UNET, ModelContract, check_features, check_model, check_rects, parse_rects
+from lipsync_render.contract import (
+    AUDIO_ENCODER,
+    UNET,
+    ModelContract,
+    check_features,
+    check_model,
+    check_rects,
+    parse_rects,
+)
 from lipsync_render.errors import PackageError
 from lipsync_render.package.loader import MANIFEST, validate_package
 from lipsync_render.package.writer import write_package
@@ -38,7 +46,6 @@ SANDERS_VIDEO = "full_body_video.mp4"
 SANDERS_RECTS = ("crop_rects.json", "cache/crop_rectangles.json")
 DEFAULT_UNETS = ("checkpoint/model_best.onnx",)
 DEFAULT_ENCODERS = ("audio_encoder.onnx", "models/audio_encoder.onnx", "checkpoint/audio_encoder.onnx")
-
 
 
 # --- landmarks and rectangles ------------------------------------------------------------------
@@ -145,12 +152,16 @@ def numbered_files(folder: Path, suffix: str) -> list[Path]:
         files[int(path.stem)] = path
     for expected in range(len(files)):
         if expected not in files:
-            raise PackageError(f"{folder / f'{expected}{suffix}'} is missing: {folder} must hold frames 0..{len(files) - 1} "
-                               f"without gaps (it has {len(files)} {suffix} files).")
+            raise PackageError(
+                f"{folder / f'{expected}{suffix}'} is missing: {folder} must hold frames 0..{len(files) - 1} "
+                f"without gaps (it has {len(files)} {suffix} files)."
+            )
     return [files[i] for i in range(len(files))]
 
 
-def landmark_rects(landmarks_dir: Path, frame_files: list[Path] | None, frame_count: int, frames_origin: Path) -> np.ndarray:
+def landmark_rects(
+    landmarks_dir: Path, frame_files: list[Path] | None, frame_count: int, frames_origin: Path
+) -> np.ndarray:
     """One rectangle per frame from ``landmarks/<i>.lms``; every frame must have its file and no file may be extra."""
     if not landmarks_dir.is_dir():
         raise PackageError(f"Landmark directory {landmarks_dir} does not exist: every frame needs landmarks/<i>.lms.")
@@ -160,7 +171,9 @@ def landmark_rects(landmarks_dir: Path, frame_files: list[Path] | None, frame_co
                 raise PackageError(f"Frame {frame} has no landmarks: {landmarks_dir / f'{i}.lms'} is missing.")
     lms_files = numbered_files(landmarks_dir, ".lms")
     if len(lms_files) != frame_count:
-        raise PackageError(f"{landmarks_dir} has {len(lms_files)} landmark files but {frames_origin} has {frame_count} frames.")
+        raise PackageError(
+            f"{landmarks_dir} has {len(lms_files)} landmark files but {frames_origin} has {frame_count} frames."
+        )
     return np.array([crop_rect(read_landmarks(path)) for path in lms_files], dtype=np.int32).reshape(-1, 4)
 
 
@@ -176,7 +189,7 @@ def read_rects_json(path: Path) -> np.ndarray:
         try:
             data = [data[str(i)]["rect"] for i in range(len(data))]
         except (KeyError, TypeError):
-            raise PackageError(f"{path} must hold a {{\"rect\": [x1, y1, x2, y2]}} entry for every frame.") from None
+            raise PackageError(f'{path} must hold a {{"rect": [x1, y1, x2, y2]}} entry for every frame.') from None
     return parse_rects(data, path).astype(np.int32)
 
 
@@ -207,7 +220,9 @@ def jpeg_frames(files: list[Path], width: int, height: int) -> Iterator[np.ndarr
         if frame is None:
             raise PackageError(f"Cannot decode frame image {path}.")
         if frame.shape != (height, width, 3):
-            raise PackageError(f"Frame {path} is {frame.shape[1]}x{frame.shape[0]}; the first frame is {width}x{height}.")
+            raise PackageError(
+                f"Frame {path} is {frame.shape[1]}x{frame.shape[0]}; the first frame is {width}x{height}."
+            )
         yield frame
 
 
@@ -250,8 +265,10 @@ def video_frames(path: Path, frame_count: int, width: int, height: int, count_or
                     continue  # only count the rest, for the error message
                 image = frame.to_ndarray(format="bgr24")
                 if image.shape != (height, width, 3):
-                    raise PackageError(f"Frame {decoded - 1} of {path} is {image.shape[1]}x{image.shape[0]}; "
-                                       f"the first frame is {width}x{height}.")
+                    raise PackageError(
+                        f"Frame {decoded - 1} of {path} is {image.shape[1]}x{image.shape[0]}; "
+                        f"the first frame is {width}x{height}."
+                    )
                 yield image
         except av.FFmpegError as exc:
             raise PackageError(f"Cannot decode video {path} at frame {decoded} ({exc}).") from None
@@ -268,7 +285,9 @@ def synctalk2d_source(dataset: Path, video: Path | None) -> DatasetSource:
         if lms_count == 0:
             raise PackageError(f"Landmark directory {landmarks_dir} has no <i>.lms files for the frames of {video}.")
         rects = landmark_rects(landmarks_dir, None, lms_count, video)
-        frames = partial(video_frames, video, lms_count, width, height, f"{landmarks_dir} has {lms_count} landmark files")
+        frames = partial(
+            video_frames, video, lms_count, width, height, f"{landmarks_dir} has {lms_count} landmark files"
+        )
         frames_origin = video
     else:
         frames_dir = dataset / FRAMES_DIR
@@ -345,8 +364,10 @@ def open_dataset(dataset: str | os.PathLike, video: str | os.PathLike | None = N
         return synctalk2d_source(dataset, video)
     if is_preprocessed:
         return sanders_source(dataset, video)
-    raise PackageError(f"Dataset directory {dataset} has no frames: expected {FRAMES_DIR}/<i>.jpg (SyncTalk_2D) "
-                       f"or {SANDERS_VIDEO} (pre-processed), or pass --video.")
+    raise PackageError(
+        f"Dataset directory {dataset} has no frames: expected {FRAMES_DIR}/<i>.jpg (SyncTalk_2D) "
+        f"or {SANDERS_VIDEO} (pre-processed), or pass --video."
+    )
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -362,7 +383,9 @@ def require_model(path: str | os.PathLike, contract: ModelContract) -> None:
         raise PackageError(problems[0])
 
 
-def find_model(given: str | os.PathLike | None, dataset: Path, defaults: tuple[str, ...], role: str, option: str) -> Path:
+def find_model(
+    given: str | os.PathLike | None, dataset: Path, defaults: tuple[str, ...], role: str, option: str
+) -> Path:
     """The model passed on the command line, else the first default found in the dataset."""
     if given is not None:
         return Path(given).expanduser()
@@ -408,18 +431,29 @@ def build_package(
         raise PackageError(problems[0])
     rects = smooth_rects(source.rects, smooth, (source.width, source.height)) if smooth > 1 else source.rects
 
-    extra = {"source": {
-        "dataset": str(dataset.resolve()),
-        "layout": source.layout,
-        "frames": str(source.frames_origin.resolve()),
-        "rects": str(source.rects_origin.resolve()),
-        "features": str(source.features_path.resolve()) if source.features_path else None,
-        "unet": str(unet_path.resolve()),
-        "encoder": str(audio_encoder_path.resolve()),
-        "smoothing": smooth if smooth > 1 else 0,
-    }}
-    write_package(dest, name, source.frames(), source.frame_count, rects, unet_path, audio_encoder_path,
-                  features=source.features, extra=extra)
+    extra = {
+        "source": {
+            "dataset": str(dataset.resolve()),
+            "layout": source.layout,
+            "frames": str(source.frames_origin.resolve()),
+            "rects": str(source.rects_origin.resolve()),
+            "features": str(source.features_path.resolve()) if source.features_path else None,
+            "unet": str(unet_path.resolve()),
+            "encoder": str(audio_encoder_path.resolve()),
+            "smoothing": smooth if smooth > 1 else 0,
+        }
+    }
+    write_package(
+        dest,
+        name,
+        source.frames(),
+        source.frame_count,
+        rects,
+        unet_path,
+        audio_encoder_path,
+        features=source.features,
+        extra=extra,
+    )
     problems = validate_package(dest)
     if problems:
         shutil.rmtree(dest, ignore_errors=True)
@@ -439,14 +473,18 @@ def describe_build(path: str | os.PathLike) -> str:
         f"built {path} from {source.get('dataset')} ({source.get('layout')} layout)",
         f"  frames:   {manifest['frame_count']} x {manifest['width']}x{manifest['height']} at {manifest['fps']} fps "
         f"({(path / files['frames']).stat().st_size / 2**20:.1f} MiB)",
-        f"  rects:    size {sizes.min()}..{sizes.max()} (mean {sizes.mean():.1f}), x1 {rects[:, 0].min()}..{rects[:, 0].max()}, "
+        f"  rects:    size {sizes.min()}..{sizes.max()} (mean {sizes.mean():.1f}), "
+        f"x1 {rects[:, 0].min()}..{rects[:, 0].max()}, "
         f"y1 {rects[:, 1].min()}..{rects[:, 1].max()}"
         + (f", smoothed over {source['smoothing']} frames" if source.get("smoothing") else ""),
     ]
     for role, label in (("unet", "unet"), ("encoder", "encoder")):
         io = manifest["models"][role]
         size = (path / files[role]).stat().st_size / 2**20
-        lines.append(f"  {label + ':':<9} {files[role]} ({size:.1f} MiB), {', '.join(io['inputs'])} -> {', '.join(io['outputs'])}")
+        lines.append(
+            f"  {label + ':':<9} {files[role]} ({size:.1f} MiB), "
+            f"{', '.join(io['inputs'])} -> {', '.join(io['outputs'])}"
+        )
     if "features" in files:
         features = np.load(path / files["features"], mmap_mode="r")
         lines.append(f"  features: {files['features']} {features.shape[0]}x{features.shape[1]} (pre-extracted)")

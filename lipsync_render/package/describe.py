@@ -26,9 +26,24 @@ def describe_package(name: str | os.PathLike) -> str:
         *_model_lines("encoder", package.audio_encoder_path),
         f"features   {_features_line(package)}",
     ]
-    extra = {k: v for k, v in package.manifest.items()
-             if k not in {"format", "format_version", "name", "fps", "width", "height", "frame_count", "files",
-                          "models", "checksums", "created_by"}}
+    extra = {
+        k: v
+        for k, v in package.manifest.items()
+        if k
+        not in {
+            "format",
+            "format_version",
+            "name",
+            "fps",
+            "width",
+            "height",
+            "frame_count",
+            "files",
+            "models",
+            "checksums",
+            "created_by",
+        }
+    }
     if extra:
         lines.append(f"extra      {json.dumps(extra)}")
     return "\n".join(lines)
@@ -52,14 +67,20 @@ def _model_lines(role: str, path) -> list[str]:
 
     inputs, outputs = read_model_io(path)
     params = count_parameters(onnx.load(str(path)))
-    signature = ", ".join(f"{n} {list(d)}" for n, d in inputs) + " -> " + ", ".join(f"{n} {list(d)}" for n, d in outputs)
-    return [f"{role:<10} {path.name} ({path.stat().st_size / 2**20:.1f} MiB, {params / 1e6:.3f} M parameters)",
-            f"           {signature}"]
+    signature = (
+        ", ".join(f"{n} {list(d)}" for n, d in inputs) + " -> " + ", ".join(f"{n} {list(d)}" for n, d in outputs)
+    )
+    return [
+        f"{role:<10} {path.name} ({path.stat().st_size / 2**20:.1f} MiB, {params / 1e6:.3f} M parameters)",
+        f"           {signature}",
+    ]
 
 
 def _features_line(package: Package) -> str:
     if package.features is None:
         return "none (computed from audio at render time)"
     table = np.asarray(package.features)
-    return (f"{package.manifest['files']['features']} {table.shape}, "
-            f"{len(table) / package.fps:.2f} s, min {table.min():.3f} max {table.max():.3f} mean {table.mean():.3f}")
+    return (
+        f"{package.manifest['files']['features']} {table.shape}, "
+        f"{len(table) / package.fps:.2f} s, min {table.min():.3f} max {table.max():.3f} mean {table.mean():.3f}"
+    )

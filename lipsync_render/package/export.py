@@ -272,8 +272,9 @@ def load_checkpoint(model, path: str | os.PathLike, prefix: str = ""):
             details.append(f"{len(result.missing_keys)} missing keys such as {result.missing_keys[0]!r}")
         if result.unexpected_keys:
             details.append(f"{len(result.unexpected_keys)} unexpected keys such as {result.unexpected_keys[0]!r}")
-        raise PackageError(f"Checkpoint {path} does not fit the {type(model).__name__} architecture "
-                           f"({' and '.join(details)}).")
+        raise PackageError(
+            f"Checkpoint {path} does not fit the {type(model).__name__} architecture ({' and '.join(details)})."
+        )
     return model.eval()
 
 
@@ -285,8 +286,12 @@ def export_unet(checkpoint: str | os.PathLike, dest: str | os.PathLike, check: b
     visual = torch.rand(2, 6, 320, 320, generator=generator)
     audio = torch.rand(2, 32, 16, 16, generator=generator) * 2  # AVE features are >= 0, mostly below 2
     return _export(
-        model, (visual[:1], audio[:1]), Path(dest),
-        input_names=["input", "audio"], output_names=["output"], batch_axis="batch",
+        model,
+        (visual[:1], audio[:1]),
+        Path(dest),
+        input_names=["input", "audio"],
+        output_names=["output"],
+        batch_axis="batch",
         check_inputs=(visual, audio) if check else None,
     )
 
@@ -298,14 +303,25 @@ def export_audio_encoder(checkpoint: str | os.PathLike, dest: str | os.PathLike,
     generator = torch.Generator().manual_seed(0)
     mel = torch.rand(3, 1, 80, 16, generator=generator) * 8 - 4  # normalised mel lies in [-4, 4]
     return _export(
-        model, (mel[:1],), Path(dest),
-        input_names=["mel_spectrogram"], output_names=["audio_features"], batch_axis="batch_size",
+        model,
+        (mel[:1],),
+        Path(dest),
+        input_names=["mel_spectrogram"],
+        output_names=["audio_features"],
+        batch_axis="batch_size",
         check_inputs=(mel,) if check else None,
     )
 
 
-def _export(model, example: tuple, dest: Path, input_names: list[str], output_names: list[str], batch_axis: str,
-            check_inputs: tuple | None) -> float:
+def _export(
+    model,
+    example: tuple,
+    dest: Path,
+    input_names: list[str],
+    output_names: list[str],
+    batch_axis: str,
+    check_inputs: tuple | None,
+) -> float:
     """torch.onnx.export into a temporary sibling, parity-check it, then move it into place."""
     torch = _torch()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -317,15 +333,22 @@ def _export(model, example: tuple, dest: Path, input_names: list[str], output_na
             # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript.
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                model, example, str(tmp),
-                input_names=input_names, output_names=output_names,
+                model,
+                example,
+                str(tmp),
+                input_names=input_names,
+                output_names=output_names,
                 dynamic_axes={name: {0: batch_axis} for name in input_names + output_names},
-                opset_version=OPSET, do_constant_folding=True, dynamo=False,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
             )
         max_diff = parity(model, tmp, check_inputs) if check_inputs is not None else float("nan")
         if max_diff > PARITY_TOLERANCE:
-            raise PackageError(f"The ONNX export {dest} differs from its PyTorch model by up to {max_diff:.3g} "
-                               f"(tolerance {PARITY_TOLERANCE:g}); it was not written.")
+            raise PackageError(
+                f"The ONNX export {dest} differs from its PyTorch model by up to {max_diff:.3g} "
+                f"(tolerance {PARITY_TOLERANCE:g}); it was not written."
+            )
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -358,7 +381,9 @@ def export_onnx(
     Returns {'unet' | 'encoder': (onnx path, max parity difference)}.
     """
     if unet is None and encoder is None:
-        raise PackageError("Nothing to export: give a UNet checkpoint (--unet) and/or an encoder checkpoint (--encoder).")
+        raise PackageError(
+            "Nothing to export: give a UNet checkpoint (--unet) and/or an encoder checkpoint (--encoder)."
+        )
     out_dir = Path(out_dir).expanduser()
     results = {}
     if unet is not None:

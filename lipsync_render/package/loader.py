@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import (AUDIO_ENCODER, UNET, ModelIO, check_features, check_model, check_rects,
-                                     parse_rects)
+from lipsync_render.contract import AUDIO_ENCODER, UNET, ModelIO, check_features, check_model, check_rects, parse_rects
 from lipsync_render.errors import PackageError
 
 FORMAT = "lipsync-package"
@@ -136,7 +135,9 @@ def _check(root: Path, verify_checksums: bool) -> tuple[list[str], Package | Non
     if verify_checksums:
         for rel, expected in manifest.get("checksums", {}).items():
             if (root / rel).is_file() and sha256_file(root / rel) != expected:
-                problems.append(f"{root / rel} does not match its checksum in {MANIFEST}: the file was changed or is corrupt.")
+                problems.append(
+                    f"{root / rel} does not match its checksum in {MANIFEST}: the file was changed or is corrupt."
+                )
 
     frames = _load_frames(paths["frames"], manifest, problems)
     rects = _load_rects(paths["rects"], manifest, problems)
@@ -173,10 +174,19 @@ def _check_manifest(manifest: object, path: Path) -> list[str]:
     if manifest.get("format") != FORMAT:
         return [f"{path} is not a lipsync package manifest (its 'format' is not '{FORMAT}')."]
     if manifest.get("format_version") != FORMAT_VERSION:
-        return [f"{path} has format_version {manifest.get('format_version')!r}; this tool reads version {FORMAT_VERSION}."]
+        return [
+            f"{path} has format_version {manifest.get('format_version')!r}; this tool reads version {FORMAT_VERSION}."
+        ]
     problems = []
-    for key, kind in (("name", str), ("fps", int), ("width", int), ("height", int), ("frame_count", int),
-                      ("files", dict), ("models", dict)):
+    for key, kind in (
+        ("name", str),
+        ("fps", int),
+        ("width", int),
+        ("height", int),
+        ("frame_count", int),
+        ("files", dict),
+        ("models", dict),
+    ):
         if not isinstance(manifest.get(key), kind):
             problems.append(f"{path} lacks a valid '{key}' entry ({kind.__name__}).")
     if problems:
@@ -186,7 +196,9 @@ def _check_manifest(manifest: object, path: Path) -> list[str]:
             problems.append(f"{path} does not name a '{role}' file under 'files'.")
     for role in ("unet", "encoder"):
         entry = manifest["models"].get(role)
-        if not (isinstance(entry, dict) and isinstance(entry.get("inputs"), list) and isinstance(entry.get("outputs"), list)):
+        if not (
+            isinstance(entry, dict) and isinstance(entry.get("inputs"), list) and isinstance(entry.get("outputs"), list)
+        ):
             problems.append(f"{path} lacks the input/output names of the {role} model under 'models'.")
     return problems
 

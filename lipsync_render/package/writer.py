@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -45,10 +45,13 @@ def write_package(
         for frame in frames:
             if store is None:
                 height, width = frame.shape[:2]
-                store = np.lib.format.open_memmap(staging / "frames.npy", mode="w+", dtype=np.uint8,
-                                                  shape=(frame_count, height, width, 3))
+                store = np.lib.format.open_memmap(
+                    staging / "frames.npy", mode="w+", dtype=np.uint8, shape=(frame_count, height, width, 3)
+                )
             if count >= frame_count or frame.shape != (height, width, 3):
-                raise PackageError(f"Frame {count} has shape {frame.shape}; expected {frame_count} frames of ({height}, {width}, 3).")
+                raise PackageError(
+                    f"Frame {count} has shape {frame.shape}; expected {frame_count} frames of ({height}, {width}, 3)."
+                )
             store[count] = frame
             count += 1
         if store is None or count != frame_count:
@@ -59,7 +62,12 @@ def write_package(
         (staging / "crop_rects.json").write_text(json.dumps(rects.tolist()))
         _put_model(unet, staging / "unet.onnx")
         _put_model(encoder, staging / "audio_encoder.onnx")
-        files = {"frames": "frames.npy", "rects": "crop_rects.json", "unet": "unet.onnx", "encoder": "audio_encoder.onnx"}
+        files = {
+            "frames": "frames.npy",
+            "rects": "crop_rects.json",
+            "unet": "unet.onnx",
+            "encoder": "audio_encoder.onnx",
+        }
         if features is not None:
             np.save(staging / "aud_ave.npy", np.ascontiguousarray(features, dtype=np.float32))
             files["features"] = "aud_ave.npy"

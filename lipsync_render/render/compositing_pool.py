@@ -22,6 +22,7 @@ import numpy as np
 from lipsync_render.render.frame_ring import RingLayout
 from lipsync_render.render.geometry import composite_frame
 
+
 @dataclass(frozen=True)
 class FrameOutput:
     """Where composited frames also go as images (``--frames-dir``)."""
@@ -90,8 +91,12 @@ class CompositingPool:
 
     def _start_workers(self) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                            initargs=(self.shm.name, self.layout, self.frames_path))
+        self.executor = ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.shm.name, self.layout, self.frames_path),
+        )
         self.starting = [self.executor.submit(os.getpid) for _ in range(self.workers)]  # spawn now, in background
 
     def restart(self) -> None:
@@ -106,8 +111,15 @@ class CompositingPool:
         for future in self.starting:
             future.result()
 
-    def submit(self, slot: int, prediction: np.ndarray, frame_index: int, rect, number: int,
-               output: FrameOutput = FrameOutput()) -> Future:
+    def submit(
+        self,
+        slot: int,
+        prediction: np.ndarray,
+        frame_index: int,
+        rect,
+        number: int,
+        output: FrameOutput = FrameOutput(),
+    ) -> Future:
         """Queue one frame: the prediction goes into the slot, the finished I420 frame comes back there."""
         self.predictions[slot] = prediction
         rect = tuple(int(v) for v in rect)

@@ -28,8 +28,9 @@ class VideoEncoderProcess:
         context = multiprocessing.get_context("spawn")
         self.requests = context.Queue()
         self.replies = context.Queue()
-        self.process = context.Process(target=_serve, args=(ring_name, layout, self.requests, self.replies),
-                                       name="lipsync-encoder", daemon=True)
+        self.process = context.Process(
+            target=_serve, args=(ring_name, layout, self.requests, self.replies), name="lipsync-encoder", daemon=True
+        )
         self.process.start()
 
     def open(self, run: int, target: VideoTarget, options: RenderOptions) -> None:
@@ -55,7 +56,9 @@ class VideoEncoderProcess:
             return (kind, value) if reply_run == run else None
         except queue.Empty:
             if not self.process.is_alive():
-                raise RenderError("The video encoder process died (out of memory or killed); the render was stopped.") from None
+                raise RenderError(
+                    "The video encoder process died (out of memory or killed); the render was stopped."
+                ) from None
             return None
 
     @property

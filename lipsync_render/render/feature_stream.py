@@ -38,7 +38,7 @@ class FeatureStream:
             last = min(count, first + ENCODE_CHUNK)
             encoded = features.encode(audio_encoder, features.encoder_windows(mel, first, last))
             with self.condition:
-                self.table[first + 1:last + 1] = encoded
+                self.table[first + 1 : last + 1] = encoded
                 if first == 0:
                     self.table[0] = encoded[0]
                 if last == count:

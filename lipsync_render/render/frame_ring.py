@@ -35,5 +35,5 @@ class RingLayout:
         """(predictions [slots,320,320,3], frames [slots,H*3/2,W]) as numpy views of the ring."""
         ring = np.ndarray((self.slots, self.slot_bytes), np.uint8, buffer)
         predictions = ring[:, : self.prediction_bytes].reshape(self.slots, *PREDICTION_SHAPE)
-        frames = ring[:, self.prediction_bytes:].reshape(self.slots, *self.frame_shape)
+        frames = ring[:, self.prediction_bytes :].reshape(self.slots, *self.frame_shape)
         return predictions, frames

@@ -37,7 +37,9 @@ def prediction_to_uint8(output: np.ndarray) -> np.ndarray:
     return (output.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
 
 
-def paste_back(frame: np.ndarray, rect, c328: np.ndarray, prediction: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def paste_back(
+    frame: np.ndarray, rect, c328: np.ndarray, prediction: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Composite a uint8 prediction into a copy of the frame (§6 steps 2-4); the 328 crop keeps its 4-px border."""
     x1, y1, x2, y2 = (int(v) for v in rect)
     template = c328.copy()

@@ -14,14 +14,16 @@ finished I420 frames into it and the video encoder process reads them from it, s
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,8 +48,16 @@ if TYPE_CHECKING:
 class RenderRun:
     """One render: the stage threads, their queues, timings and cleanup."""
 
-    def __init__(self, renderer: Renderer, options: RenderOptions, samples: np.ndarray, audio_path: Path,
-                 output_path: Path, on_progress: Callable[[int, int], None] | None, started: float):
+    def __init__(
+        self,
+        renderer: Renderer,
+        options: RenderOptions,
+        samples: np.ndarray,
+        audio_path: Path,
+        output_path: Path,
+        on_progress: Callable[[int, int], None] | None,
+        started: float,
+    ):
         self.renderer = renderer
         self.options = options
         self.package = renderer.package
@@ -55,8 +65,9 @@ class RenderRun:
         self.audio_path, self.output_path = audio_path, output_path
         self.on_progress = on_progress
         self.frame_count = features.frame_count_for_audio(len(samples))
-        self.schedule = frame_schedule(self.frame_count, self.package.frame_count, self.options.start_frame,
-                                       self.options.loop)
+        self.schedule = frame_schedule(
+            self.frame_count, self.package.frame_count, self.options.start_frame, self.options.loop
+        )
         self.started = started
         self.first_frame_at = None
         self.cancel = threading.Event()
@@ -79,13 +90,22 @@ class RenderRun:
         if self.frame_output.directory is not None:
             self.frame_output.directory.mkdir(parents=True, exist_ok=True)
         partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
-        threads = [threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
-                   for stage in (self._prepare, self._infer, self._dispatch, self._collect)]
+        threads = [
+            threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
+            for stage in (self._prepare, self._infer, self._dispatch, self._collect)
+        ]
         if self.mel is not None:
             threads.insert(0, threading.Thread(target=self._guard, args=(self._extract_features,), daemon=True))
         encoder, collector = self.renderer.video_encoder, threads[-1]
-        target = VideoTarget(partial, self.package.width, self.package.height, self.package.fps, self.audio_path,
-                             self.renderer.video_codec, self.renderer.options.encoder_threads)
+        target = VideoTarget(
+            partial,
+            self.package.width,
+            self.package.height,
+            self.package.fps,
+            self.audio_path,
+            self.renderer.video_codec,
+            self.renderer.options.encoder_threads,
+        )
         try:
             encoder.open(self.run_id, target, self.options)
             for thread in threads:
@@ -128,8 +148,9 @@ class RenderRun:
         """The feature table source: the package's pre-extracted features, or the audio's mel (encoded later)."""
         if self.options.features == "package":
             if self.package.features is None:
-                raise PackageError(f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy) "
-                                   "for --features package.")
+                raise PackageError(
+                    f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy) for --features package."
+                )
             return FeatureStream.from_table(np.asarray(self.package.features)), None
         tick = time.perf_counter()
         mel = melspectrogram(samples)
@@ -159,7 +180,7 @@ class RenderRun:
         size = self.renderer.options.batch_size
         first = size if self.renderer.unet.constant_shape else 1
         bounds = [0, *range(first, self.frame_count, size), self.frame_count]
-        for start, stop in zip(bounds, bounds[1:]):
+        for start, stop in itertools.pairwise(bounds):
             if stop > start:
                 yield np.arange(start, stop)
 
@@ -200,7 +221,9 @@ class RenderRun:
             for number, prediction in zip(numbers, predictions):
                 slot = self._get(self.free_slots)
                 index = int(self.schedule[number])
-                future = self.renderer.pool.submit(slot, prediction, index, rects[index], int(number), self.frame_output)
+                future = self.renderer.pool.submit(
+                    slot, prediction, index, rects[index], int(number), self.frame_output
+                )
                 self.pending.put((slot, future))
         self.pending.put(None)
 

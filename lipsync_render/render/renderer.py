@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import RenderError
@@ -35,8 +35,9 @@ class Renderer:
         self.options = options.resolve(self.backend.planned_device(options.device))
         self.package = model if isinstance(model, Package) else load_package(model)
         self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
-        self.pool = CompositingPool(self.package.frames_path, self.package.width, self.package.height, self.slots,
-                                    self.options.workers)  # worker processes start while the models load
+        self.pool = CompositingPool(
+            self.package.frames_path, self.package.width, self.package.height, self.slots, self.options.workers
+        )  # worker processes start while the models load
         self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
         self.renders = 0
         self.pool_broken = False
@@ -70,9 +71,13 @@ class Renderer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def render(self, audio_path: str | os.PathLike, output_path: str | os.PathLike,
-               options: RenderOptions | None = None,
-               on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
+    def render(
+        self,
+        audio_path: str | os.PathLike,
+        output_path: str | os.PathLike,
+        options: RenderOptions | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> RenderResult:
         """Render one audio file to an MP4 (written to a temporary name, renamed when complete)."""
         started = time.perf_counter()
         audio_path, output_path = Path(audio_path), Path(output_path)
@@ -83,8 +88,9 @@ class Renderer:
             self.pool.restart()
             self.pool_broken = False
         self.renders += 1
-        run = RenderRun(self, options or RenderOptions(), load_audio(audio_path), audio_path, output_path,
-                        on_progress, started)
+        run = RenderRun(
+            self, options or RenderOptions(), load_audio(audio_path), audio_path, output_path, on_progress, started
+        )
         with quick_gil_handoff():
             return run.execute()
 

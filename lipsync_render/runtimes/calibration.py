@@ -12,13 +12,17 @@ from lipsync_render.render.geometry import crop_328, visual_input
 CALIBRATION_FRAMES = 24
 
 
-def calibration_inputs(package: Package, count: int = CALIBRATION_FRAMES, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def calibration_inputs(
+    package: Package, count: int = CALIBRATION_FRAMES, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(visual, audio) UNet inputs of one frame each: evenly spaced package frames with speech-like audio blocks."""
     table = _calibration_features(package, seed)
     indices = np.linspace(0, package.frame_count - 1, count).round().astype(int)
     rows = np.linspace(8, len(table) - 9, count).round().astype(int)
-    return [(visual_input(crop_328(package.frames[index], package.rects[index]))[None], frame_blocks(table, [row]))
-            for index, row in zip(indices, rows)]
+    return [
+        (visual_input(crop_328(package.frames[index], package.rects[index]))[None], frame_blocks(table, [row]))
+        for index, row in zip(indices, rows)
+    ]
 
 
 def _calibration_features(package: Package, seed: int) -> np.ndarray:

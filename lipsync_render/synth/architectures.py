@@ -60,9 +60,7 @@ ENCODER_BLOCKS = (
     (512, 512, 1, (1, 1), 0, False),
 )
 
-_DOUBLE_CONV_STAGES = (
-    *(f"down{i}" for i in range(1, 6)), "fuse1", "fuse2", *(f"up{i}" for i in range(1, 6))
-)
+_DOUBLE_CONV_STAGES = (*(f"down{i}" for i in range(1, 6)), "fuse1", "fuse2", *(f"up{i}" for i in range(1, 6)))
 # Convs whose output is added to their block's input: a weight source that wants identity blocks zeroes these.
 RESIDUAL_BRANCH_CONVS = frozenset(
     [f"unet.{stage}.conv2.project" for stage in _DOUBLE_CONV_STAGES]
@@ -79,9 +77,7 @@ def is_residual_branch(name: str) -> bool:
 class WeightSource(Protocol):
     """Supplies the (BN-folded) parameters of each conv, by name."""
 
-    def conv(
-        self, name: str, cout: int, cin_per_group: int, k: int, groups: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def conv(self, name: str, cout: int, cin_per_group: int, k: int, groups: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (weight float32 [cout, cin_per_group, k, k], bias float32 [cout])."""
         ...
 
@@ -96,9 +92,7 @@ class RandomWeights:
         self.seed = seed
         self.bias_std = bias_std
 
-    def conv(
-        self, name: str, cout: int, cin_per_group: int, k: int, groups: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def conv(self, name: str, cout: int, cin_per_group: int, k: int, groups: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
         std = np.sqrt(_random_gain(name) / (cin_per_group * k * k))
         weight = rng.standard_normal((cout, cin_per_group, k, k), dtype=np.float32)
@@ -133,16 +127,22 @@ class _Graph:
         return name
 
     def conv(
-        self, x: str, name: str, cin: int, cout: int, k: int,
-        stride: int | tuple[int, int] = 1, pad: int = 0, groups: int = 1,
+        self,
+        x: str,
+        name: str,
+        cin: int,
+        cout: int,
+        k: int,
+        stride: int | tuple[int, int] = 1,
+        pad: int = 0,
+        groups: int = 1,
     ) -> str:
         weight, bias = self.weights.conv(name, cout, cin // groups, k, groups)
         weight = np.asarray(weight, dtype=np.float32)
         bias = np.asarray(bias, dtype=np.float32)
         if weight.shape != (cout, cin // groups, k, k) or bias.shape != (cout,):
             raise ValueError(
-                f"weights for {name}: got {weight.shape}/{bias.shape}, "
-                f"expected {(cout, cin // groups, k, k)}/{(cout,)}"
+                f"weights for {name}: got {weight.shape}/{bias.shape}, expected {(cout, cin // groups, k, k)}/{(cout,)}"
             )
         strides = list(stride) if isinstance(stride, tuple) else [stride, stride]
         return self.op(
@@ -237,9 +237,16 @@ def _tiny_unet_body(g: _Graph, visual: str, audio: str) -> str:
     weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
     if weight.shape != (3, 1, 1, 1) or bias.shape != (3,):
         raise ValueError(f"weights for tiny.unet.visual: got {weight.shape}/{bias.shape}, expected (3, 1, 1, 1)/(3,)")
-    face = g.op("Slice", [visual, g.constant("tiny.unet.first", np.array([0], np.int64)),
-                          g.constant("tiny.unet.last", np.array([3], np.int64)),
-                          g.constant("tiny.unet.axis", np.array([1], np.int64))], "tiny.unet.face")
+    face = g.op(
+        "Slice",
+        [
+            visual,
+            g.constant("tiny.unet.first", np.array([0], np.int64)),
+            g.constant("tiny.unet.last", np.array([3], np.int64)),
+            g.constant("tiny.unet.axis", np.array([1], np.int64)),
+        ],
+        "tiny.unet.face",
+    )
     scaled = g.op("Mul", [face, g.constant("tiny.unet.visual.weight", weight.reshape(1, 3, 1, 1))], "tiny.unet.scaled")
     v = g.op("Add", [scaled, g.constant("tiny.unet.visual.bias", bias.reshape(1, 3, 1, 1))], "tiny.unet.visual")
     pooled = g.op("GlobalAveragePool", [audio], "tiny.unet.audio_pool")

@@ -7,8 +7,8 @@ models have the real SyncTalk_2D shapes and cost (see ``architectures``); only t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -82,14 +82,30 @@ def _draw_head(frame: np.ndarray, skin: np.ndarray, cx: float, cy: float, width:
         eye = (int(cx + dx * unit), eye_y)
         cv2.ellipse(frame, eye, (int(8 * unit), int(4 * unit)), 0, 0, 360, (245, 245, 245), -1, cv2.LINE_AA)
         cv2.circle(frame, eye, int(3 * unit), (60, 40, 30), -1, cv2.LINE_AA)
-        cv2.line(frame, (eye[0] - int(10 * unit), eye_y - int(9 * unit)), (eye[0] + int(10 * unit), eye_y - int(10 * unit)),
-                 (50, 60, 80), max(1, int(2 * unit)), cv2.LINE_AA)
-    nose = [(int(cx), int(cy - 10 * unit)), (int(cx - 6 * unit), int(cy + 4 * unit)), (int(cx + 6 * unit), int(cy + 4 * unit))]
+        cv2.line(
+            frame,
+            (eye[0] - int(10 * unit), eye_y - int(9 * unit)),
+            (eye[0] + int(10 * unit), eye_y - int(10 * unit)),
+            (50, 60, 80),
+            max(1, int(2 * unit)),
+            cv2.LINE_AA,
+        )
+    nose = [
+        (int(cx), int(cy - 10 * unit)),
+        (int(cx - 6 * unit), int(cy + 4 * unit)),
+        (int(cx + 6 * unit), int(cy + 4 * unit)),
+    ]
     cv2.polylines(frame, [np.array(nose)], False, (110, 130, 170), max(1, int(1.5 * unit)), cv2.LINE_AA)
     mouth = (int(cx), int(cy + 0.42 * side))
     cv2.ellipse(frame, mouth, (int(16 * unit), int(3 * unit)), 0, 0, 360, (80, 80, 160), -1, cv2.LINE_AA)
-    cv2.line(frame, (mouth[0] - int(15 * unit), mouth[1]), (mouth[0] + int(15 * unit), mouth[1]), (50, 40, 90),
-             max(1, int(1.2 * unit)), cv2.LINE_AA)
+    cv2.line(
+        frame,
+        (mouth[0] - int(15 * unit), mouth[1]),
+        (mouth[0] + int(15 * unit), mouth[1]),
+        (50, 40, 90),
+        max(1, int(1.2 * unit)),
+        cv2.LINE_AA,
+    )
 
 
 def build_models(seed: int = 0, tiny: bool = False, weights: str = "constructed") -> tuple[bytes, bytes]:
@@ -107,8 +123,15 @@ def build_models(seed: int = 0, tiny: bool = False, weights: str = "constructed"
     return unet.SerializeToString(), encoder.SerializeToString()
 
 
-def synth_package(dest: str | Path, name: str | None = None, frames: int = 100, size: tuple[int, int] = (1280, 720),
-                  seed: int = 0, tiny: bool = False, weights: str = "constructed") -> Path:
+def synth_package(
+    dest: str | Path,
+    name: str | None = None,
+    frames: int = 100,
+    size: tuple[int, int] = (1280, 720),
+    seed: int = 0,
+    tiny: bool = False,
+    weights: str = "constructed",
+) -> Path:
     """Write a complete synthetic package to ``dest`` and return its path."""
     dest = Path(dest)
     width, height = size

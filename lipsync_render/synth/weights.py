@@ -59,7 +59,7 @@ Tiny stand-in models (`tiny.*` names) are not constructed: their convs get zeros
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -108,9 +108,7 @@ class ConstructedWeights:
         self.seed = seed
         self._fills: dict[str, Fill] = {**_encoder_fills(), **_unet_fills()}
 
-    def conv(
-        self, name: str, cout: int, cin_per_group: int, k: int, groups: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def conv(self, name: str, cout: int, cin_per_group: int, k: int, groups: int) -> tuple[np.ndarray, np.ndarray]:
         weight = np.zeros((cout, cin_per_group, k, k), dtype=np.float32)
         bias = np.zeros(cout, dtype=np.float32)
         fill = self._fills.get(name)

@@ -134,9 +134,22 @@ def test_ctrl_c_leaves_no_output(tiny_package, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "lipsync_render", "render", str(long_wav), "--model", str(tiny_package),
-         "--out-dir", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "lipsync_render",
+            "render",
+            str(long_wav),
+            "--model",
+            str(tiny_package),
+            "--out-dir",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list(out.glob(".*partial*")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -151,8 +164,19 @@ def test_ctrl_c_leaves_no_output(tiny_package, tmp_path):
 def test_features_command_writes_table_and_mel(tiny_package, short_wav, tmp_path):
     from lipsync_render.render.features import encoder_window_count
 
-    result = runner.invoke(app, ["features", str(short_wav), "--model", str(tiny_package),
-                                 "-o", str(tmp_path / "f.npy"), "--mel", str(tmp_path / "m.npy")])
+    result = runner.invoke(
+        app,
+        [
+            "features",
+            str(short_wav),
+            "--model",
+            str(tiny_package),
+            "-o",
+            str(tmp_path / "f.npy"),
+            "--mel",
+            str(tmp_path / "m.npy"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     mel, table = np.load(tmp_path / "m.npy"), np.load(tmp_path / "f.npy")
     assert mel.shape == (1 + 20800 // 200, 80)
@@ -161,8 +185,9 @@ def test_features_command_writes_table_and_mel(tiny_package, short_wav, tmp_path
 
 
 def test_synth_command_makes_a_valid_package(tmp_path):
-    result = runner.invoke(app, ["package", "synth", "small", "--tiny", "--frames", "3", "--size", "640x360",
-                                 "--out-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["package", "synth", "small", "--tiny", "--frames", "3", "--size", "640x360", "--out-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["package", "validate", str(tmp_path / "small")])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,4 @@
-"""`lipsync bench` with the tiny package: row arithmetic, ceilings, host block and the output files (no speed checks)."""
+"""`lipsync bench` with the tiny package: row arithmetic, ceilings, host block, output files (no speed checks)."""
 
 import csv
 import io
@@ -10,16 +10,16 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from lipsync_render.diagnostics import bench, bench_report
-from lipsync_render.media.audio import load_audio
 from lipsync_render.cli.app import app
-from lipsync_render.errors import LipsyncError, PackageError
-from lipsync_render.render.features import audio_features, frame_count_for_audio
 from lipsync_render.contract import AUDIO_ENCODER
+from lipsync_render.diagnostics import bench, bench_report
+from lipsync_render.errors import LipsyncError, PackageError
+from lipsync_render.media.audio import load_audio
 from lipsync_render.options import RenderOptions, SessionOptions
-from lipsync_render.runtimes import get_backend
 from lipsync_render.package import load_package, write_package
+from lipsync_render.render.features import audio_features, frame_count_for_audio
 from lipsync_render.render.result import STAGES
+from lipsync_render.runtimes import get_backend
 
 FRAMES = 30
 runner = CliRunner()
@@ -27,17 +27,33 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def report(tiny_package):
-    return bench.run_bench(tiny_package, batch_sizes=[1, 8], frames=FRAMES, warmup=0, repeat=1,
-                           session=SessionOptions(workers=0, device="cpu"))
+    return bench.run_bench(
+        tiny_package,
+        batch_sizes=[1, 8],
+        frames=FRAMES,
+        warmup=0,
+        repeat=1,
+        session=SessionOptions(workers=0, device="cpu"),
+    )
 
 
 def test_rows_have_positive_numbers(report):
     assert [row.batch_size for row in report.rows] == [1, 8]
     for row in report.rows:
         assert row.frames == FRAMES
-        for value in (row.end_to_end_fps, row.ms_per_frame, row.total_ms_per_batch, row.cold_seconds, row.cold_fps,
-                      row.load_seconds, row.realtime_factor, row.peak_rss_mb, row.model_only_fps, row.without_unet_fps,
-                      row.efficiency):
+        for value in (
+            row.end_to_end_fps,
+            row.ms_per_frame,
+            row.total_ms_per_batch,
+            row.cold_seconds,
+            row.cold_fps,
+            row.load_seconds,
+            row.realtime_factor,
+            row.peak_rss_mb,
+            row.model_only_fps,
+            row.without_unet_fps,
+            row.efficiency,
+        ):
             assert value > 0
         for stage in STAGES:
             assert row.stage_ms_per_frame[stage] > 0, stage
@@ -87,7 +103,9 @@ def test_formatters(report):
     assert data["ceilings"]["encode_fps"] > 0 and data["host"]["cpu"]
     lines = list(csv.DictReader(io.StringIO(bench_report.to_csv(report))))
     assert [line["batch_size"] for line in lines] == ["1", "8"]
-    assert float(lines[1]["inference_ms_per_batch"]) == pytest.approx(8 * float(lines[1]["inference_ms_per_frame"]), rel=1e-3)
+    assert float(lines[1]["inference_ms_per_batch"]) == pytest.approx(
+        8 * float(lines[1]["inference_ms_per_frame"]), rel=1e-3
+    )
     markdown = bench_report.to_markdown(report)
     assert markdown.count("| batch |") == 2 and "- ONNX Runtime" in markdown
 
@@ -100,8 +118,15 @@ def test_generated_speech_has_exactly_the_frames(tmp_path):
 
 
 def test_audio_file_sets_the_frame_count(tiny_package, short_wav):
-    result = bench.run_bench(tiny_package, batch_sizes=[4], audio=short_wav, warmup=0, repeat=1,
-                             session=SessionOptions(workers=0, device="cpu"), ceilings=False)
+    result = bench.run_bench(
+        tiny_package,
+        batch_sizes=[4],
+        audio=short_wav,
+        warmup=0,
+        repeat=1,
+        session=SessionOptions(workers=0, device="cpu"),
+        ceilings=False,
+    )
     assert result.settings.frames == 33 and result.rows[0].frames == 33  # ceil(1.3 s * 25)
     assert result.rows[0].model_only_fps is None and result.rows[0].efficiency is None
     assert result.ceilings.encode_fps is None
@@ -113,23 +138,44 @@ def package_with_features(tiny_package, tmp_path_factory):
     package = load_package(tiny_package)
     samples = load_audio(bench.write_speech_wav(tmp_path_factory.mktemp("speech") / "speech.wav", 150))
     table = audio_features(samples, get_backend().load(package, AUDIO_ENCODER, SessionOptions(device="cpu")))
-    return write_package(tmp_path_factory.mktemp("packages") / "tiny_features", "tiny_features", iter(package.frames),
-                         package.frame_count, package.rects, package.unet_path, package.audio_encoder_path, features=table)
+    return write_package(
+        tmp_path_factory.mktemp("packages") / "tiny_features",
+        "tiny_features",
+        iter(package.frames),
+        package.frame_count,
+        package.rects,
+        package.unet_path,
+        package.audio_encoder_path,
+        features=table,
+    )
 
 
 def test_package_features_skip_the_audio_stage(package_with_features):
-    result = bench.run_bench(package_with_features, batch_sizes=[4], frames=12, warmup=0, repeat=1,
-                             session=SessionOptions(workers=0, device="cpu"), render=RenderOptions(features="package"),
-                             ceilings=False)
+    result = bench.run_bench(
+        package_with_features,
+        batch_sizes=[4],
+        frames=12,
+        warmup=0,
+        repeat=1,
+        session=SessionOptions(workers=0, device="cpu"),
+        render=RenderOptions(features="package"),
+        ceilings=False,
+    )
     row = result.rows[0]
     assert result.settings.render.features == "package" and row.frames == 12
     assert row.stage_ms_per_frame["audio"] == 0 and row.stage_ms_per_frame["inference"] > 0
 
 
 def test_package_features_need_aud_ave(tiny_package):
-    with pytest.raises(PackageError, match="aud_ave.npy"):
-        bench.run_bench(tiny_package, batch_sizes=[1], frames=5, repeat=1, session=SessionOptions(workers=0),
-                        render=RenderOptions(features="package"))
+    with pytest.raises(PackageError, match=r"aud_ave\.npy"):
+        bench.run_bench(
+            tiny_package,
+            batch_sizes=[1],
+            frames=5,
+            repeat=1,
+            session=SessionOptions(workers=0),
+            render=RenderOptions(features="package"),
+        )
 
 
 def test_bad_settings_fail_early(tiny_package, short_wav):
@@ -141,9 +187,32 @@ def test_bad_settings_fail_early(tiny_package, short_wav):
 
 def test_cli_writes_all_files(tiny_package, tmp_path):
     files = {kind: tmp_path / f"bench.{kind}" for kind in ("json", "csv", "md", "png")}
-    result = runner.invoke(app, ["bench", "--model", str(tiny_package), "--batch-sizes", "2,4", "--frames", "8",
-                                 "--warmup", "0", "--repeat", "1", "--device", "cpu", "--json", str(files["json"]),
-                                 "--csv", str(files["csv"]), "--markdown", str(files["md"]), "--plot", str(files["png"])])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            str(tiny_package),
+            "--batch-sizes",
+            "2,4",
+            "--frames",
+            "8",
+            "--warmup",
+            "0",
+            "--repeat",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+            str(files["json"]),
+            "--csv",
+            str(files["csv"]),
+            "--markdown",
+            str(files["md"]),
+            "--plot",
+            str(files["png"]),
+        ],
+    )
     plotting = _matplotlib_importable()
     if not plotting:
         assert result.exit_code != 0 and "matplotlib" in result.stderr and "Traceback" not in result.stderr
@@ -159,18 +228,23 @@ def test_cli_writes_all_files(tiny_package, tmp_path):
 
 def test_cli_plot_without_matplotlib_fails_in_one_sentence(tiny_package, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    result = runner.invoke(app, ["bench", "--model", str(tiny_package), "--frames", "5", "--plot", str(tmp_path / "p.png")])
+    result = runner.invoke(
+        app, ["bench", "--model", str(tiny_package), "--frames", "5", "--plot", str(tmp_path / "p.png")]
+    )
     assert result.exit_code == 1
     assert "matplotlib" in result.stderr and "lipsync-render[plot]" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.png").exists()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--frames", "5", "--audio", "x.wav"], "not both"),
-    (["--batch-sizes", "1,x"], "batch sizes"),
-    (["--json", "/nonexistent-dir/r.json"], "not a writable directory"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--frames", "5", "--audio", "x.wav"], "not both"),
+        (["--batch-sizes", "1,x"], "batch sizes"),
+        (["--json", "/nonexistent-dir/r.json"], "not a writable directory"),
+    ],
+)
 def test_cli_bad_arguments(tiny_package, args, fragment):
     result = runner.invoke(app, ["bench", "--model", str(tiny_package), *args])
     assert result.exit_code != 0 and fragment in result.stderr and "Traceback" not in result.stderr
@@ -182,4 +256,3 @@ def _matplotlib_importable() -> bool:
     except ImportError:
         return False
     return True
-

@@ -5,8 +5,8 @@ from collections import namedtuple
 
 from typer.testing import CliRunner
 
-from lipsync_render.diagnostics import doctor
 from lipsync_render.cli.app import app
+from lipsync_render.diagnostics import doctor
 from lipsync_render.runtimes.ort.sessions import CPU, CUDA, cuda_driver_present
 
 runner = CliRunner()

@@ -36,7 +36,7 @@ def clips(tmp_path_factory):
     paths = {}
     for i, seconds in enumerate(CLIP_SECONDS):
         paths[seconds] = folder / f"clip{i}.wav"
-        sf.write(paths[seconds], samples[int(i * 0.5 * rate):int((i * 0.5 + seconds) * rate)], rate)
+        sf.write(paths[seconds], samples[int(i * 0.5 * rate) : int((i * 0.5 + seconds) * rate)], rate)
     return paths
 
 
@@ -54,11 +54,23 @@ def expected_frames(audio):
 def test_killed_run_resumes_with_only_the_rest(tiny_package, clips, tmp_path):
     """SIGKILL a 20-job run part-way; the rerun with --skip-existing renders exactly the jobs without a sidecar."""
     out = tmp_path / "out"
-    rows = [{"audio": clips[CLIP_SECONDS[i % 4]], "model": tiny_package, "output": f"out/job{i:02}.mp4",
-             "workers": 0, "batch_size": 8} for i in range(20)]
+    rows = [
+        {
+            "audio": clips[CLIP_SECONDS[i % 4]],
+            "model": tiny_package,
+            "output": f"out/job{i:02}.mp4",
+            "workers": 0,
+            "batch_size": 8,
+        }
+        for i in range(20)
+    ]
     manifest = write_csv(tmp_path / "jobs.csv", rows)
-    process = subprocess.Popen([sys.executable, "-m", "lipsync_render", "render-many", str(manifest), "--quiet"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lipsync_render", "render-many", str(manifest), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 90
     while len(list(out.glob("*.mp4.json"))) < 6 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -94,8 +106,10 @@ def test_changed_input_option_or_version_re_renders(tiny_package, clips, tmp_pat
     monkeypatch.setattr(jobs_module, "Renderer", lambda *a, **k: loads.append(a) or real_renderer(*a, **k))
     columns = ("audio", "model", "output", "workers", "batch_size", "crf")
     own_input = shutil.copy(clips[0.4], tmp_path / "own.wav")
-    rows = [{"audio": clips[0.4], "model": tiny_package, "output": f"{name}.mp4", "workers": 0, "batch_size": 8}
-            for name in "abcde"]
+    rows = [
+        {"audio": clips[0.4], "model": tiny_package, "output": f"{name}.mp4", "workers": 0, "batch_size": 8}
+        for name in "abcde"
+    ]
     rows[3]["audio"] = own_input
     rows[4]["crf"] = 23  # a per-render option: the same loaded renderer serves it
     manifest = write_csv(tmp_path / "jobs.csv", rows, columns)
@@ -118,9 +132,11 @@ def test_changed_input_option_or_version_re_renders(tiny_package, clips, tmp_pat
 
 def test_jsonl_with_out_dir_json_and_a_failing_job(tiny_package, clips, tmp_path):
     manifest = tmp_path / "jobs.jsonl"
-    rows = [{"audio": str(clips[0.4]), "model": str(tiny_package), "workers": 0, "start_frame": 5},
-            {"audio": "missing.wav", "model": str(tiny_package), "workers": 0},
-            {"audio": str(clips[0.6]), "model": str(tiny_package), "workers": 0, "loop": "forward"}]
+    rows = [
+        {"audio": str(clips[0.4]), "model": str(tiny_package), "workers": 0, "start_frame": 5},
+        {"audio": "missing.wav", "model": str(tiny_package), "workers": 0},
+        {"audio": str(clips[0.6]), "model": str(tiny_package), "workers": 0, "loop": "forward"},
+    ]
     manifest.write_text("\n".join(json.dumps(row) for row in rows) + "\n\n")
     result = runner.invoke(app, ["render-many", str(manifest), "--out-dir", str(tmp_path / "renders"), "--json"])
     assert result.exit_code == 1, result.output
@@ -131,22 +147,31 @@ def test_jsonl_with_out_dir_json_and_a_failing_job(tiny_package, clips, tmp_path
     for record, row in zip(records[::2], rows[::2]):
         assert record["output"] == str(tmp_path / "renders" / f"{os.path.basename(row['audio'])[:-4]}.mp4")
         assert json.loads(sidecar_path(tmp_path / "renders" / os.path.basename(record["output"])).read_text())[
-            "options"]["start_frame"] == row.get("start_frame", 0)
+            "options"
+        ]["start_frame"] == row.get("start_frame", 0)
 
 
 def test_fail_fast_starts_no_job_after_a_failure(tiny_package, clips, tmp_path):
-    manifest = write_csv(tmp_path / "jobs.csv", [
-        {"audio": "nope.wav", "model": tiny_package, "output": "a.mp4", "workers": 0},
-        {"audio": clips[0.4], "model": tiny_package, "output": "b.mp4", "workers": 0}])
+    manifest = write_csv(
+        tmp_path / "jobs.csv",
+        [
+            {"audio": "nope.wav", "model": tiny_package, "output": "a.mp4", "workers": 0},
+            {"audio": clips[0.4], "model": tiny_package, "output": "b.mp4", "workers": 0},
+        ],
+    )
     result = runner.invoke(app, ["render-many", str(manifest), "--fail-fast"])
     assert result.exit_code == 1 and "1 not run" in result.stderr, result.output
     assert not (tmp_path / "b.mp4").exists()
 
 
 def test_unknown_package_fails_its_jobs_only(tiny_package, clips, tmp_path):
-    manifest = write_csv(tmp_path / "jobs.csv", [
-        {"audio": clips[0.4], "model": "no-such-model", "output": "a.mp4", "workers": 0},
-        {"audio": clips[0.4], "model": tiny_package, "output": "b.mp4", "workers": 0}])
+    manifest = write_csv(
+        tmp_path / "jobs.csv",
+        [
+            {"audio": clips[0.4], "model": "no-such-model", "output": "a.mp4", "workers": 0},
+            {"audio": clips[0.4], "model": tiny_package, "output": "b.mp4", "workers": 0},
+        ],
+    )
     results = run_jobs(read_jobs(manifest))
     assert [r.status for r in results] == ["error", "ok"] and "Unknown model 'no-such-model'" in results[0].error
 
@@ -154,7 +179,11 @@ def test_unknown_package_fails_its_jobs_only(tiny_package, clips, tmp_path):
 MALFORMED = {
     "unknown column": ("jobs.csv", "audio,model,output,crff\na.wav,tiny,a.mp4,18\n", "line 1: unknown column 'crff'"),
     "missing column": ("jobs.csv", "audio,output\na.wav,a.mp4\n", "line 1: no 'model' column"),
-    "not a number": ("jobs.csv", "audio,model,output,crf\na.wav,tiny,a.mp4,high\n", "line 2: crf must be a whole number"),
+    "not a number": (
+        "jobs.csv",
+        "audio,model,output,crf\na.wav,tiny,a.mp4,high\n",
+        "line 2: crf must be a whole number",
+    ),
     "bad option": ("jobs.csv", "audio,model,output,loop\na.wav,tiny,a.mp4,zigzag\n", "line 2: Loop must be one of"),
     "bad device": ("jobs.csv", "audio,model,output,device\na.wav,tiny,a.mp4,gpu7\n", "line 2: Unknown device 'gpu7'"),
     "extra cells": ("jobs.csv", "audio,model,output\na.wav,tiny,a.mp4,18\n", "line 2: the row has more cells"),
@@ -162,11 +191,17 @@ MALFORMED = {
     "no output": ("jobs.csv", "audio,model\na.wav,tiny\n", "line 2: no output is given"),
     "same output": ("jobs.csv", "audio,model,output\na.wav,tiny,x.mp4\nb.wav,tiny,x.mp4\n", "line 3: writes"),
     "header only": ("jobs.csv", "audio,model,output\n", "lists no jobs"),
-    "bad json": ("jobs.jsonl", '{"audio": "a.wav", "model": "tiny", "output": "a.mp4"}\n{"audio": \n',
-                 "line 2: not valid JSON"),
+    "bad json": (
+        "jobs.jsonl",
+        '{"audio": "a.wav", "model": "tiny", "output": "a.mp4"}\n{"audio": \n',
+        "line 2: not valid JSON",
+    ),
     "not an object": ("jobs.jsonl", "[1, 2]\n", "line 1: each line must be one JSON object"),
-    "bool for int": ("jobs.jsonl", '{"audio": "a.wav", "model": "tiny", "output": "a.mp4", "crf": true}\n',
-                     "line 1: crf must be a whole number"),
+    "bool for int": (
+        "jobs.jsonl",
+        '{"audio": "a.wav", "model": "tiny", "output": "a.mp4", "crf": true}\n',
+        "line 1: crf must be a whole number",
+    ),
     "unknown key": ("jobs.jsonl", '{"audio": "a.wav", "model": "tiny", "fps": 30}\n', "line 1: unknown key 'fps'"),
     "other format": ("jobs.txt", "audio,model\n", "must be a .csv or .jsonl file"),
 }
@@ -189,11 +224,15 @@ def test_missing_manifest(tmp_path):
 
 def test_relative_paths_come_from_the_manifest_directory(tiny_package, tmp_path):
     (tmp_path / "sub").mkdir()
-    manifest = write_csv(tmp_path / "sub" / "jobs.csv", [{"audio": "a.wav", "model": "./pkg", "output": "o/a.mp4"},
-                                                         {"audio": "/abs/b.wav", "model": "tiny"}])
+    manifest = write_csv(
+        tmp_path / "sub" / "jobs.csv",
+        [{"audio": "a.wav", "model": "./pkg", "output": "o/a.mp4"}, {"audio": "/abs/b.wav", "model": "tiny"}],
+    )
     first, second = read_jobs(manifest, out_dir=tmp_path / "renders")
     assert first.audio == tmp_path / "sub" / "a.wav" and first.model == str(tmp_path / "sub" / "pkg")
-    assert first.output == tmp_path / "sub" / "o" / "a.mp4" and first.session.workers is None  # empty cells keep the automatic default
+    assert (
+        first.output == tmp_path / "sub" / "o" / "a.mp4" and first.session.workers is None
+    )  # empty cells keep the automatic default
     assert second.audio.as_posix() == "/abs/b.wav" and second.model == "tiny"
     assert second.output == (tmp_path / "renders" / "b.mp4").resolve()
 
@@ -206,8 +245,10 @@ def test_ray_missing_is_one_sentence(monkeypatch):
 
 def test_ray_renders_the_same_frames_as_local(tiny_package, clips, tmp_path):
     ray = pytest.importorskip("ray")
-    rows = [{"audio": clips[0.4], "model": tiny_package, "output": "a.mp4", "workers": 0, "start_frame": 3},
-            {"audio": clips[0.6], "model": tiny_package, "output": "b.mp4", "workers": 0, "loop": "forward"}]
+    rows = [
+        {"audio": clips[0.4], "model": tiny_package, "output": "a.mp4", "workers": 0, "start_frame": 3},
+        {"audio": clips[0.6], "model": tiny_package, "output": "b.mp4", "workers": 0, "loop": "forward"},
+    ]
     columns = ("audio", "model", "output", "workers", "start_frame", "loop")
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()

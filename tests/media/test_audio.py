@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from lipsync_render.errors import AudioError
 from lipsync_render.media import audio
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio, melspectrogram
-from lipsync_render.errors import AudioError
 from lipsync_render.render.features import encoder_window_count
 
 

@@ -11,6 +11,9 @@ import pytest
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
+from lipsync_render.cli.app import app
+from lipsync_render.errors import LipsyncError, PackageError
+from lipsync_render.package import load_package, validate_package
 from lipsync_render.package.build import (
     build_package,
     check_model,
@@ -19,9 +22,6 @@ from lipsync_render.package.build import (
     read_landmarks,
     smooth_rects,
 )
-from lipsync_render.cli.app import app
-from lipsync_render.errors import LipsyncError, PackageError
-from lipsync_render.package import load_package, validate_package
 
 WIDTH, HEIGHT = 320, 180
 FRAME_COUNT = 12  # > 10, so that numeric and lexicographic frame order differ
@@ -44,25 +44,43 @@ def tiny_unet(path: Path, output_size: int = 320) -> Path:
     """input [batch,6,320,320] + audio [batch,32,16,16] -> output = sigmoid(input[:, :3])."""
     tensor = lambda name, *dims: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *dims])  # noqa: E731
     consts = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", 3), ("ax", 1))]
-    nodes = [helper.make_node("Slice", ["input", "s", "e", "ax"], ["rgb"]), helper.make_node("Sigmoid", ["rgb"], ["output"])]
-    return save_model(path, [tensor("input", 6, 320, 320), tensor("audio", 32, 16, 16)],
-                      [tensor("output", 3, output_size, output_size)], nodes, consts)
+    nodes = [
+        helper.make_node("Slice", ["input", "s", "e", "ax"], ["rgb"]),
+        helper.make_node("Sigmoid", ["rgb"], ["output"]),
+    ]
+    return save_model(
+        path,
+        [tensor("input", 6, 320, 320), tensor("audio", 32, 16, 16)],
+        [tensor("output", 3, output_size, output_size)],
+        nodes,
+        consts,
+    )
 
 
 def tiny_encoder(path: Path) -> Path:
     """mel_spectrogram [batch_size,1,80,16] -> audio_features [batch_size,512] (the first 512 values)."""
     consts = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", 512), ("ax", 1))]
-    nodes = [helper.make_node("Flatten", ["mel_spectrogram"], ["flat"]),
-             helper.make_node("Slice", ["flat", "s", "e", "ax"], ["audio_features"])]
-    return save_model(path, [helper.make_tensor_value_info("mel_spectrogram", TensorProto.FLOAT, ["batch_size", 1, 80, 16])],
-                      [helper.make_tensor_value_info("audio_features", TensorProto.FLOAT, ["batch_size", 512])], nodes, consts)
+    nodes = [
+        helper.make_node("Flatten", ["mel_spectrogram"], ["flat"]),
+        helper.make_node("Slice", ["flat", "s", "e", "ax"], ["audio_features"]),
+    ]
+    return save_model(
+        path,
+        [helper.make_tensor_value_info("mel_spectrogram", TensorProto.FLOAT, ["batch_size", 1, 80, 16])],
+        [helper.make_tensor_value_info("audio_features", TensorProto.FLOAT, ["batch_size", 512])],
+        nodes,
+        consts,
+    )
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("models")
-    return {"unet": tiny_unet(root / "unet.onnx"), "encoder": tiny_encoder(root / "encoder.onnx"),
-            "bad_unet": tiny_unet(root / "bad_unet.onnx", output_size=160)}
+    return {
+        "unet": tiny_unet(root / "unet.onnx"),
+        "encoder": tiny_encoder(root / "encoder.onnx"),
+        "bad_unet": tiny_unet(root / "bad_unet.onnx", output_size=160),
+    }
 
 
 def expected_rect(i: int) -> list[int]:
@@ -85,7 +103,7 @@ def frame_image(i: int) -> np.ndarray:
     image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
     image[..., 0] = np.linspace(0, 255, WIDTH, dtype=np.uint8)[None, :]
     image[..., 1] = (20 * i) % 256
-    image[20:60, 10 + 20 * i:50 + 20 * i] = (0, 0, 255)
+    image[20:60, 10 + 20 * i : 50 + 20 * i] = (0, 0, 255)
     return image
 
 
@@ -123,7 +141,9 @@ def decode_video(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
 
 
-def write_sanders_dataset(root: Path, models: dict, rects_file: str = "crop_rects.json", count: int = FRAME_COUNT) -> Path:
+def write_sanders_dataset(
+    root: Path, models: dict, rects_file: str = "crop_rects.json", count: int = FRAME_COUNT
+) -> Path:
     root.mkdir(parents=True)
     write_video(root / "full_body_video.mp4", count)
     rects = [expected_rect(i) for i in range(count)]
@@ -206,7 +226,9 @@ def test_build_from_synctalk2d_layout(tmp_path, models):
 def test_build_with_video_replacing_the_jpeg_frames(tmp_path, models):
     dataset = write_synctalk_dataset(tmp_path / "dataset", features=False)
     video = write_video(tmp_path / "body.mp4", FRAME_COUNT)
-    package = load_package(build_package(tmp_path / "pkg", "pkg", dataset, models["unet"], models["encoder"], video=video))
+    package = load_package(
+        build_package(tmp_path / "pkg", "pkg", dataset, models["unet"], models["encoder"], video=video)
+    )
     np.testing.assert_array_equal(package.frames, np.stack(decode_video(video)))
     assert package.rects.tolist() == [expected_rect(i) for i in range(FRAME_COUNT)]
     assert package.features is None
@@ -303,10 +325,20 @@ def remove_frames(dataset: Path) -> str:
     return "full_body_img"
 
 
-@pytest.mark.parametrize("break_dataset", [
-    remove_landmarks, truncate_landmarks, garble_landmarks, three_column_landmarks, resize_one_frame,
-    add_landmarks, leave_frame_gap, push_rect_outside, remove_frames,
-])
+@pytest.mark.parametrize(
+    "break_dataset",
+    [
+        remove_landmarks,
+        truncate_landmarks,
+        garble_landmarks,
+        three_column_landmarks,
+        resize_one_frame,
+        add_landmarks,
+        leave_frame_gap,
+        push_rect_outside,
+        remove_frames,
+    ],
+)
 def test_dataset_errors_name_the_file_and_leave_nothing(tmp_path, models, break_dataset):
     dataset = write_synctalk_dataset(tmp_path / "dataset", features=False)
     culprit = break_dataset(dataset)
@@ -350,7 +382,9 @@ def test_video_frame_count_must_match_landmarks(tmp_path, models, video_frames):
     dataset = write_synctalk_dataset(tmp_path / "dataset", features=False)
     video = write_video(tmp_path / "body.mp4", video_frames)
     dest = tmp_path / "pkg"
-    with pytest.raises(PackageError, match=f"has {video_frames} frames but .* has {FRAME_COUNT} landmark files") as error:
+    with pytest.raises(
+        PackageError, match=f"has {video_frames} frames but .* has {FRAME_COUNT} landmark files"
+    ) as error:
         build_package(dest, "pkg", dataset, models["unet"], models["encoder"], video=video)
     assert str(video) in str(error.value)
     assert_nothing_left(dest)
@@ -381,15 +415,43 @@ def test_refuses_to_replace_a_directory_that_is_not_a_package(tmp_path, models):
 def test_cli_build_writes_packages_name_and_prints_a_summary(tmp_path, models, monkeypatch):
     dataset = write_synctalk_dataset(tmp_path / "dataset", count=4)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["package", "build", "demo", "--from", str(dataset),
-                                      "--unet", str(models["unet"]), "--encoder", str(models["encoder"])])
+    result = CliRunner().invoke(
+        app,
+        [
+            "package",
+            "build",
+            "demo",
+            "--from",
+            str(dataset),
+            "--unet",
+            str(models["unet"]),
+            "--encoder",
+            str(models["encoder"]),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert validate_package(tmp_path / "packages" / "demo") == []
     assert "frames:   4 x 320x180" in result.output and "features: aud_ave.npy 3x512" in result.output
     assert "size 60..62" in result.output
 
-    result = CliRunner().invoke(app, ["package", "build", "other", "--from", str(dataset), "--out-dir", str(tmp_path / "out"),
-                                      "--unet", str(models["unet"]), "--encoder", str(models["encoder"]), "--smooth", "3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "package",
+            "build",
+            "other",
+            "--from",
+            str(dataset),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--unet",
+            str(models["unet"]),
+            "--encoder",
+            str(models["encoder"]),
+            "--smooth",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "smoothed over 3 frames" in result.output
     assert load_package(tmp_path / "out" / "other").name == "other"
@@ -399,8 +461,20 @@ def test_cli_build_error_is_one_line_without_traceback(tmp_path, models, monkeyp
     dataset = write_synctalk_dataset(tmp_path / "dataset", count=4, features=False)
     (dataset / "landmarks" / "2.lms").unlink()
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["package", "build", "demo", "--from", str(dataset),
-                                      "--unet", str(models["unet"]), "--encoder", str(models["encoder"])])
+    result = CliRunner().invoke(
+        app,
+        [
+            "package",
+            "build",
+            "demo",
+            "--from",
+            str(dataset),
+            "--unet",
+            str(models["unet"]),
+            "--encoder",
+            str(models["encoder"]),
+        ],
+    )
     assert result.exit_code == PackageError.exit_code
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -411,7 +485,9 @@ def test_cli_build_error_is_one_line_without_traceback(tmp_path, models, monkeyp
 def test_cli_build_without_a_model(tmp_path, models, monkeypatch):
     dataset = write_synctalk_dataset(tmp_path / "dataset", count=3, features=False)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["package", "build", "demo", "--from", str(dataset), "--encoder", str(models["encoder"])])
+    result = CliRunner().invoke(
+        app, ["package", "build", "demo", "--from", str(dataset), "--encoder", str(models["encoder"])]
+    )
     assert result.exit_code != 0
     assert "--unet" in result.output and "Traceback" not in result.output
 
@@ -456,8 +532,19 @@ def test_export_onnx_matches_torch(tmp_path):
     torch.save({k.removeprefix("audio_encoder."): v for k, v in encoder.state_dict().items()}, tmp_path / "enc.pth")
 
     out = tmp_path / "onnx"
-    result = CliRunner().invoke(app, ["package", "export-onnx", "--unet", str(tmp_path / "unet.pth"),
-                                      "--encoder", str(tmp_path / "enc.pth"), "-o", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "package",
+            "export-onnx",
+            "--unet",
+            str(tmp_path / "unet.pth"),
+            "--encoder",
+            str(tmp_path / "enc.pth"),
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "max |onnx - torch|" in result.output
     check_model(out / "unet.onnx", "UNet")
@@ -480,7 +567,9 @@ def test_export_onnx_matches_torch(tmp_path):
     assert features.shape == (5, 512)
 
     # A checkpoint of the wrong network: a clear one-line error naming it, nothing written.
-    result = CliRunner().invoke(app, ["package", "export-onnx", "--unet", str(tmp_path / "enc.pth"), "-o", str(tmp_path / "x")])
+    result = CliRunner().invoke(
+        app, ["package", "export-onnx", "--unet", str(tmp_path / "enc.pth"), "-o", str(tmp_path / "x")]
+    )
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "enc.pth" in result.output and "does not fit" in result.output
     assert not (tmp_path / "x" / "unet.onnx").exists()

@@ -49,8 +49,12 @@ def decoded_rois(package, video):
         source, rect = np.asarray(package.frames[index]), package.rects[index]
         before = crop_328(source, rect)[ROI, ROI]
         after = crop_328(frame, rect)[ROI, ROI]
-        pairs.append((cv2.cvtColor(before, cv2.COLOR_BGR2GRAY).astype(np.float64),
-                      cv2.cvtColor(after, cv2.COLOR_BGR2GRAY).astype(np.float64)))
+        pairs.append(
+            (
+                cv2.cvtColor(before, cv2.COLOR_BGR2GRAY).astype(np.float64),
+                cv2.cvtColor(after, cv2.COLOR_BGR2GRAY).astype(np.float64),
+            )
+        )
     return pairs
 
 
@@ -63,8 +67,12 @@ def test_mouth_follows_loudness_and_the_face_passes_through(demo, renderer, tmp_
     darkness = np.array([(b[MOUTH] - a[MOUTH]).mean() for b, a in pairs])
     samples, rate = sf.read(wav, dtype="float64")
     hop = rate // 25
-    rms = np.array([np.sqrt(np.mean(samples[k * hop:(k + 1) * hop] ** 2)) if k * hop < len(samples) else 0.0
-                    for k in range(len(pairs))])
+    rms = np.array(
+        [
+            np.sqrt(np.mean(samples[k * hop : (k + 1) * hop] ** 2)) if k * hop < len(samples) else 0.0
+            for k in range(len(pairs))
+        ]
+    )
     r = np.corrcoef(darkness, rms)[0, 1]
     assert r >= 0.7, f"mouth darkness vs 40 ms RMS: r = {r:.3f}"
     assert darkness.max() > 40 and (darkness < 3).sum() > 5, "the mouth both opens and closes"

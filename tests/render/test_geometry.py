@@ -76,7 +76,7 @@ def test_paste_back_is_bit_exact(frame, rect):
     ours = composite_frame(frame, rect, prediction_to_uint8(output)[0])
     assert np.array_equal(ours, expected)
     outside = np.ones(frame.shape[:2], bool)
-    outside[rect[1]:rect[3], rect[0]:rect[2]] = False
+    outside[rect[1] : rect[3], rect[0] : rect[2]] = False
     assert np.array_equal(ours[outside], frame[outside])
 
 

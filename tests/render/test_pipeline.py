@@ -8,17 +8,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from lipsync_render.media.audio import load_audio
-from lipsync_render.render.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
-from lipsync_render.errors import LipsyncError, RenderError
-from lipsync_render.render.features import audio_features
-from lipsync_render.package import load_package
 from lipsync_render.contract import AUDIO_ENCODER
-from lipsync_render.options import RenderOptions, SessionOptions
-from lipsync_render.runtimes.ort.runner import OrtModel
-from lipsync_render.render.frame_order import frame_schedule
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.errors import LipsyncError, RenderError
+from lipsync_render.media.audio import load_audio
 from lipsync_render.media.video import probe, read_frames_bgr
+from lipsync_render.options import RenderOptions, SessionOptions
+from lipsync_render.package import load_package
+from lipsync_render.render.features import audio_features
+from lipsync_render.render.frame_order import frame_schedule
+from lipsync_render.render.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+from lipsync_render.render.renderer import Renderer
+from lipsync_render.runtimes.ort.runner import OrtModel
 
 
 def reference_pingpong(count, total):
@@ -107,6 +107,7 @@ def test_batch_size_below_one_is_refused(tiny_package):
 
 def test_dead_worker_fails_the_render_without_output(tiny_package, short_wav, tmp_path):
     with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1)) as renderer:
+
         def kill_worker(done, total):
             if done == 3:
                 for process in renderer.pool.executor._processes.values():
@@ -144,6 +145,7 @@ def test_automatic_batch_size_and_workers_by_device():
 
 def test_dead_encoder_fails_the_render_and_the_next_render_recovers(tiny_package, short_wav, tmp_path):
     with Renderer(tiny_package, SessionOptions(batch_size=4, workers=0)) as renderer:
+
         def kill_encoder(done, total):
             if done == 3:
                 os.kill(renderer.video_encoder.process.pid, signal.SIGKILL)

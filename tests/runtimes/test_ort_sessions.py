@@ -16,8 +16,10 @@ from lipsync_render.runtimes.ort.sessions import CPU, CUDA, TENSORRT, check_prov
 ALL = [TENSORRT, CUDA, CPU]
 
 
-@pytest.mark.parametrize("text, kind, index", [("auto", "auto", 0), ("CPU", "cpu", 0), ("cuda", "cuda", 0),
-                                               ("cuda:1", "cuda", 1), ("tensorrt", "tensorrt", 0)])
+@pytest.mark.parametrize(
+    "text, kind, index",
+    [("auto", "auto", 0), ("CPU", "cpu", 0), ("cuda", "cuda", 0), ("cuda:1", "cuda", 1), ("tensorrt", "tensorrt", 0)],
+)
 def test_parse_device(text, kind, index):
     assert DeviceRequest.parse(text) == DeviceRequest(kind, index)
 
@@ -90,8 +92,9 @@ def test_runner_batches_and_pads_only_for_constant_shapes(tiny_package, bind_buf
     visual = rng.random((7, 6, 320, 320), dtype=np.float32)
     audio = rng.random((7, 32, 16, 16), dtype=np.float32)
     batched = runner.run(visual, audio)
-    single = np.concatenate([session.run(None, {"input": visual[i:i + 1], "audio": audio[i:i + 1]})[0]
-                             for i in range(7)])
+    single = np.concatenate(
+        [session.run(None, {"input": visual[i : i + 1], "audio": audio[i : i + 1]})[0] for i in range(7)]
+    )
     assert batched.shape == (7, 3, 320, 320)
     assert np.allclose(batched, single, atol=1e-6)
 
@@ -100,10 +103,13 @@ def test_runner_loops_over_a_static_batch_one_model(tmp_path):
     visual = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 6, 320, 320])
     audio = helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, 32, 16, 16])
     output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 320, 320])
-    starts, ends, axes = (helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
-                          (("starts", 0), ("ends", 3), ("axes", 1)))
-    nodes = [helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["sliced"]),
-             helper.make_node("Sigmoid", ["sliced"], ["output"])]
+    starts, ends, axes = (
+        helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("starts", 0), ("ends", 3), ("axes", 1))
+    )
+    nodes = [
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["sliced"]),
+        helper.make_node("Sigmoid", ["sliced"], ["output"]),
+    ]
     graph = helper.make_graph(nodes, "static", [visual, audio], [output], [starts, ends, axes])
     path = tmp_path / "static.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)

@@ -242,5 +242,5 @@ def test_wrong_weight_shape_is_rejected():
             weight, bias = super().conv(name, cout, cin_per_group, k, groups)
             return weight[:, :1], bias
 
-    with pytest.raises(ValueError, match="tiny.unet.audio"):
+    with pytest.raises(ValueError, match=r"tiny\.unet\.audio"):
         build_unet(Broken(), tiny=True)

@@ -116,7 +116,9 @@ def test_parameter_counts_and_cost_match_the_true_architectures(unet_model, enco
 
 
 def test_constructed_convs_exist_in_the_graphs(weights, unet_model, encoder_model):
-    conv_names = {node.name for model in (unet_model, encoder_model) for node in model.graph.node if node.op_type == "Conv"}
+    conv_names = {
+        node.name for model in (unet_model, encoder_model) for node in model.graph.node if node.op_type == "Conv"
+    }
     assert weights.constructed_convs <= conv_names
 
 

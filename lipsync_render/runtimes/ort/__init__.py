@@ -37,8 +37,13 @@ class OnnxRuntimeBackend:
         from lipsync_render.runtimes.ort.variants import engine_cache_dir, unet_for_precision
 
         path = unet_for_precision(package, options.precision)
-        session = make_session(path, options.device, options.threads or default_threads(),
-                               engine_cache_dir(package, path, options.device), options.cuda_graph)
+        session = make_session(
+            path,
+            options.device,
+            options.threads or default_threads(),
+            engine_cache_dir(package, path, options.device),
+            options.cuda_graph,
+        )
         check_precision(options.precision, session)
         return OrtModel(session, contract, options.batch_size or 1)
 

@@ -54,11 +54,11 @@ class OrtModel:
             return self._run_once(inputs, n)
         result = np.empty((n, *self.contract.output), np.float32)
         for first in range(0, n, self.batch_size):
-            chunk = [x[first:first + self.batch_size] for x in inputs]
+            chunk = [x[first : first + self.batch_size] for x in inputs]
             count = len(chunk[0])
             if self.constant_shape:
                 chunk = [_padded(x, self.batch_size) for x in chunk]
-            result[first:first + count] = self._run_once(chunk, len(chunk[0]))[:count]
+            result[first : first + count] = self._run_once(chunk, len(chunk[0]))[:count]
         return result
 
     def _run_once(self, inputs, n: int) -> np.ndarray:

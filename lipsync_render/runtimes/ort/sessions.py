@@ -26,8 +26,9 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def provider_plan(request: DeviceRequest, available: list[str], driver: bool, cache_dir: Path | None = None,
-                  cuda_graph: bool = False) -> list:
+def provider_plan(
+    request: DeviceRequest, available: list[str], driver: bool, cache_dir: Path | None = None, cuda_graph: bool = False
+) -> list:
     """The providers to ask ONNX Runtime for, most preferred first (CPU always last)."""
     cuda_options = {"device_id": request.index}
     if cuda_graph:
@@ -39,7 +40,9 @@ def provider_plan(request: DeviceRequest, available: list[str], driver: bool, ca
         return [cuda, CPU] if (CUDA in available and driver) else [CPU]
     if request.kind == "cuda":
         if CUDA not in available:
-            raise DeviceError("CUDA was requested but this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu).")
+            raise DeviceError(
+                "CUDA was requested but this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu)."
+            )
         if not driver:
             raise DeviceError("CUDA was requested but no NVIDIA driver was found on this machine.")
         return [cuda, CPU]
@@ -63,12 +66,15 @@ def check_providers(request: DeviceRequest, plan: list, actual: list[str], model
     """Raise when an explicitly requested accelerator is not what the session really runs on."""
     wanted = plan[0][0] if isinstance(plan[0], tuple) else plan[0]
     if request.kind in ("cuda", "tensorrt") and wanted not in actual:
-        raise DeviceError(f"{request.kind} was requested but ONNX Runtime fell back to {actual[0]} for {model.name}; "
-                          "check the CUDA/cuDNN/TensorRT libraries with 'lipsync doctor'.")
+        raise DeviceError(
+            f"{request.kind} was requested but ONNX Runtime fell back to {actual[0]} for {model.name}; "
+            "check the CUDA/cuDNN/TensorRT libraries with 'lipsync doctor'."
+        )
 
 
-def make_session(model: Path, device: str = "auto", threads: int = 0, cache_dir: Path | None = None,
-                 cuda_graph: bool = False):
+def make_session(
+    model: Path, device: str = "auto", threads: int = 0, cache_dir: Path | None = None, cuda_graph: bool = False
+):
     """An InferenceSession on the requested device, verified to really run there."""
     import onnxruntime as ort
 

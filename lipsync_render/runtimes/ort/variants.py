@@ -72,8 +72,15 @@ def quantize_int8(package: Package, target: Path) -> None:
     feeds = [dict(zip(names, inputs)) for inputs in calibration_inputs(package)]
     prepared = target.with_suffix(".pre.onnx")
     quant_pre_process(str(package.unet_path), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(prepared),
+        str(target),
+        Reader(feeds),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     prepared.unlink(missing_ok=True)
 
 
