@@ -89,7 +89,7 @@ class SessionOptions(_Checked):
     )
     batch_size: int | None = option(
         None,
-        "UNet batch size [default: 25 on a GPU, 1 on the CPU, 4 for int8].",
+        "UNet batch size (default: 25 on a GPU, 1 on the CPU, 4 for int8).",
         minimum=1,
         maximum=256,
         flags=("--batch-size", "-b"),
@@ -97,7 +97,7 @@ class SessionOptions(_Checked):
     )
     workers: int | None = option(
         None,
-        "Compositing processes, 0 = in this process [default: 0 on the CPU, up to 4 with a GPU].",
+        "Compositing processes, 0 = in this process (default: 0 on the CPU, up to 4 with a GPU).",
         minimum=0,
         maximum=64,
         flags=("--workers", "-w"),
@@ -114,7 +114,7 @@ class SessionOptions(_Checked):
     )
     encoder_threads: int | None = option(
         None,
-        "libx264 threads [default: 1 on the CPU, x264's choice with a GPU].",
+        "libx264 threads (default: 1 on the CPU, x264's choice with a GPU).",
         minimum=0,
         maximum=64,
         surfaces=frozenset(),

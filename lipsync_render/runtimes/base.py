@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from lipsync_render.contract import ModelContract
     from lipsync_render.options import SessionOptions
     from lipsync_render.package import Package

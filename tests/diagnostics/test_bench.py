@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import sys
+import time
 from datetime import datetime
 
 import onnxruntime as ort
@@ -26,8 +27,10 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def report(tiny_package):
-    return bench.run_bench(
+def timed_report(tiny_package):
+    """The report and the wall seconds the whole run_bench call took, by a stopwatch outside it."""
+    start = time.perf_counter()
+    report = bench.run_bench(
         tiny_package,
         batch_sizes=[1, 8],
         frames=FRAMES,
@@ -35,6 +38,12 @@ def report(tiny_package):
         repeat=1,
         session=SessionOptions(workers=0, device="cpu"),
     )
+    return report, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def report(timed_report):
+    return timed_report[0]
 
 
 def test_rows_have_positive_numbers(report):
@@ -61,19 +70,18 @@ def test_rows_have_positive_numbers(report):
         assert row.video_encoder
 
 
-def test_row_arithmetic_is_consistent(report):
-    audio_seconds = report.settings.audio_seconds
-    assert audio_seconds == pytest.approx(FRAMES / 25)
+def test_timings_fit_inside_the_measured_wall_time(timed_report):
+    """Every reported duration happened inside the run_bench call, so they cannot add up to more than it took."""
+    report, wall = timed_report
+    assert report.settings.audio_seconds == pytest.approx(FRAMES / 25)
+    assert sum(row.cold_seconds + sum(row.warm_seconds) for row in report.rows) <= wall
     for row in report.rows:
-        assert row.ms_per_frame * row.end_to_end_fps == pytest.approx(1000, rel=1e-6)
-        assert row.total_ms_per_batch == pytest.approx(row.ms_per_frame * row.batch_size)
-        for stage in STAGES:
-            assert row.stage_ms_per_batch[stage] == pytest.approx(row.stage_ms_per_frame[stage] * row.batch_size)
-        assert row.end_to_end_fps_min <= row.end_to_end_fps <= row.end_to_end_fps_max
         assert len(row.warm_seconds) == report.settings.repeat
-        assert row.realtime_factor == pytest.approx(audio_seconds * row.end_to_end_fps / row.frames)
-        assert row.cold_seconds >= row.load_seconds
-        assert row.cold_fps == pytest.approx(row.frames / row.cold_seconds)
+        assert row.load_seconds < row.cold_seconds
+        assert row.end_to_end_fps_min <= row.end_to_end_fps <= row.end_to_end_fps_max
+        busiest = max(row.stage_ms_per_frame.values())  # busy time of one stage cannot exceed the wall time
+        assert busiest <= row.ms_per_frame * (1 + 1e-6)
+        assert row.frames / row.end_to_end_fps <= max(row.warm_seconds) * (1 + 1e-6)
 
 
 def test_efficiency_is_relative_to_the_lowest_ceiling(report):

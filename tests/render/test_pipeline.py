@@ -6,6 +6,7 @@ import signal
 import cv2
 import numpy as np
 import onnxruntime as ort
+import psutil
 import pytest
 
 from lipsync_render.contract import AUDIO_ENCODER
@@ -106,12 +107,16 @@ def test_batch_size_below_one_is_refused(tiny_package):
 
 
 def test_dead_worker_fails_the_render_without_output(tiny_package, short_wav, tmp_path):
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1)) as renderer:
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        spawned = [p for p in started if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
+        workers = [p for p in spawned if p.pid != renderer.video_encoder.process.pid]
+        assert len(workers) == 1, "one compositing process besides the video encoder"
 
         def kill_worker(done, total):
             if done == 3:
-                for process in renderer.pool.executor._processes.values():
-                    os.kill(process.pid, signal.SIGKILL)
+                workers[0].kill()
 
         with pytest.raises(RenderError, match="compositing worker process died"):
             renderer.render(short_wav, tmp_path / "dead.mp4", on_progress=kill_worker)
