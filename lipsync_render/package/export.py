@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import LipsyncError, PackageError
 
 OPSET = 17
@@ -283,8 +284,8 @@ def export_unet(checkpoint: str | os.PathLike, dest: str | os.PathLike, check: b
     torch = _torch()
     model = load_checkpoint(unet_model(), checkpoint)
     generator = torch.Generator().manual_seed(0)
-    visual = torch.rand(2, 6, 320, 320, generator=generator)
-    audio = torch.rand(2, 32, 16, 16, generator=generator) * 2  # AVE features are >= 0, mostly below 2
+    visual = torch.rand(2, *UNET.inputs[0], generator=generator)
+    audio = torch.rand(2, *UNET.inputs[1], generator=generator) * 2  # AVE features are >= 0, mostly below 2
     return _export(
         model,
         (visual[:1], audio[:1]),
@@ -301,7 +302,7 @@ def export_audio_encoder(checkpoint: str | os.PathLike, dest: str | os.PathLike,
     torch = _torch()
     model = load_checkpoint(audio_encoder_model(), checkpoint, prefix=ENCODER_PREFIX)
     generator = torch.Generator().manual_seed(0)
-    mel = torch.rand(3, 1, 80, 16, generator=generator) * 8 - 4  # normalised mel lies in [-4, 4]
+    mel = torch.rand(3, *AUDIO_ENCODER.inputs[0], generator=generator) * 8 - 4  # normalised mel lies in [-4, 4]
     return _export(
         model,
         (mel[:1],),

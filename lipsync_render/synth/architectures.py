@@ -37,6 +37,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lipsync_render.contract import AUDIO_ENCODER, UNET
+
 OPSET = 17
 # IR 8 is what opset 17 shipped with; keeps the files loadable by older ONNX Runtime builds.
 IR_VERSION = 8
@@ -263,8 +265,8 @@ def build_unet(weights: WeightSource, tiny: bool = False) -> onnx.ModelProto:
     return _model(
         g,
         "synctalk2d_unet328_ave" + ("_tiny" if tiny else ""),
-        inputs=[("input", ["batch", 6, 320, 320]), ("audio", ["batch", 32, 16, 16])],
-        outputs=[("output", ["batch", 3, 320, 320])],
+        inputs=[("input", ["batch", *UNET.inputs[0]]), ("audio", ["batch", *UNET.inputs[1]])],
+        outputs=[("output", ["batch", *UNET.output])],
     )
 
 
@@ -298,8 +300,8 @@ def build_encoder(weights: WeightSource, tiny: bool = False) -> onnx.ModelProto:
     return _model(
         g,
         "ave_audio_encoder" + ("_tiny" if tiny else ""),
-        inputs=[("mel_spectrogram", ["batch_size", 1, 80, 16])],
-        outputs=[("audio_features", ["batch_size", 512])],
+        inputs=[("mel_spectrogram", ["batch_size", *AUDIO_ENCODER.inputs[0]])],
+        outputs=[("audio_features", ["batch_size", *AUDIO_ENCODER.output])],
     )
 
 
