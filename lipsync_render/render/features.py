@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_WINDOW, VIDEO_FPS
-from lipsync_render.media.audio import HOP_LENGTH, SAMPLE_RATE, melspectrogram
+from lipsync_render.media.audio import SAMPLE_RATE
+from lipsync_render.media.mel import MEL_FPS, melspectrogram
 from lipsync_render.runtimes.base import LoadedModel
 
 WINDOW_FRAMES = MEL_WINDOW  # mel frames per encoder window
-MEL_FPS = SAMPLE_RATE / HOP_LENGTH  # 80 mel frames per second
 BLOCK_ROWS = AUDIO_BLOCK_SHAPE[0] * AUDIO_BLOCK_SHAPE[1] * AUDIO_BLOCK_SHAPE[2] // FEATURE_DIM  # 16: rows k-8..k+7
 # The mel value of digital silence (amplitude below 1e-4 clips to -4); used to pad very short audio.
 MEL_SILENCE = -4.0
@@ -53,9 +53,14 @@ def encoder_windows(mel: np.ndarray, first: int = 0, stop: int | None = None) ->
     if mel.shape[0] < WINDOW_FRAMES:
         padding = ((0, WINDOW_FRAMES - mel.shape[0]), (0, 0))
         mel = np.pad(mel, padding, constant_values=MEL_SILENCE)
+    return windows_at(mel, window_starts(mel.shape[0])[first:stop])
+
+
+def windows_at(mel: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Encoder inputs [N, 1, 80, 16] float32: the 16-frame windows of a (T, 80) mel beginning at ``starts``."""
     # views[s] is mel[s:s+16] already transposed to (n_mels, 16)
-    views = np.lib.stride_tricks.sliding_window_view(mel, WINDOW_FRAMES, axis=0)
-    return np.ascontiguousarray(views[window_starts(mel.shape[0])[first:stop]][:, None])
+    views = np.lib.stride_tricks.sliding_window_view(np.asarray(mel, np.float32), WINDOW_FRAMES, axis=0)
+    return np.ascontiguousarray(views[starts][:, None])
 
 
 def encode(audio_encoder: LoadedModel, windows: np.ndarray) -> np.ndarray:

@@ -29,13 +29,14 @@ import numpy as np
 
 from lipsync_render.contract import VISUAL_INPUT_SHAPE
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
-from lipsync_render.media.audio import SAMPLE_RATE, melspectrogram
+from lipsync_render.media.audio import AudioStream
+from lipsync_render.media.mel import mel_chunks, mel_frame_count
 from lipsync_render.media.video import VideoTarget
 from lipsync_render.options import RenderOptions
 from lipsync_render.render import cancellation, features
 from lipsync_render.render.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.render.compositing_pool import FrameOutput
-from lipsync_render.render.feature_stream import FeatureStream
+from lipsync_render.render.feature_stream import FeatureStream, ring_rows
 from lipsync_render.render.frame_order import frame_schedule
 from lipsync_render.render.geometry import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.render.result import RenderResult
@@ -52,7 +53,7 @@ class RenderRun:
         self,
         renderer: Renderer,
         options: RenderOptions,
-        samples: np.ndarray,
+        audio: AudioStream,
         audio_path: Path,
         output_path: Path,
         on_progress: Callable[[int, int], None] | None,
@@ -61,10 +62,10 @@ class RenderRun:
         self.renderer = renderer
         self.options = options
         self.package = renderer.package
-        self.sample_count = len(samples)
+        self.audio = audio
         self.audio_path, self.output_path = audio_path, output_path
         self.on_progress = on_progress
-        self.frame_count = features.frame_count_for_audio(len(samples))
+        self.frame_count = features.frame_count_for_audio(audio.sample_count)
         self.schedule = frame_schedule(
             self.frame_count, self.package.frame_count, self.options.start_frame, self.options.loop
         )
@@ -83,7 +84,7 @@ class RenderRun:
         self.run_id = renderer.renders
         self.frames_done = 0
         self.frame_output = FrameOutput(options.frames_dir, options.frames_format, options.jpeg_quality)
-        self.stream, self.mel = self._feature_stream(samples)  # the samples are not kept: only their mel
+        self.stream = self._feature_stream()
 
     def execute(self) -> RenderResult:
         start = self.started
@@ -94,7 +95,7 @@ class RenderRun:
             threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
             for stage in (self._prepare, self._infer, self._dispatch, self._collect)
         ]
-        if self.mel is not None:
+        if self.options.features == "audio":
             threads.insert(0, threading.Thread(target=self._guard, args=(self._extract_features,), daemon=True))
         encoder, collector = self.renderer.video_encoder, threads[-1]
         target = VideoTarget(
@@ -136,7 +137,7 @@ class RenderRun:
             input=str(self.audio_path),
             output=str(self.output_path),
             frames=self.frame_count,
-            duration=self.sample_count / SAMPLE_RATE,
+            duration=self.audio.seconds,
             fps=self.frame_count / total if total > 0 else 0.0,
             first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
@@ -144,18 +145,16 @@ class RenderRun:
             providers=self.renderer.providers,
         )
 
-    def _feature_stream(self, samples: np.ndarray) -> tuple[FeatureStream, np.ndarray | None]:
-        """The feature table source: the package's pre-extracted features, or the audio's mel (encoded later)."""
+    def _feature_stream(self) -> FeatureStream:
+        """The feature table source: the package's pre-extracted features, or the audio (encoded as it streams)."""
         if self.options.features == "package":
             if self.package.features is None:
                 raise PackageError(
                     f"Package '{self.package.name}' has no pre-extracted features (aud_ave.npy) for --features package."
                 )
-            return FeatureStream.from_table(np.asarray(self.package.features)), None
-        tick = time.perf_counter()
-        mel = melspectrogram(samples)
-        self.seconds["audio"] += time.perf_counter() - tick
-        return FeatureStream(features.encoder_window_count(len(mel)) + 2), mel
+            return FeatureStream.from_table(np.asarray(self.package.features))
+        table_rows = features.encoder_window_count(mel_frame_count(self.audio.sample_count)) + 2
+        return FeatureStream(table_rows, ring_rows(self.renderer.options.batch_size))
 
     def _guard(self, stage: Callable[[], None]) -> None:
         """Run a stage; the first failure cancels every other stage."""
@@ -185,9 +184,11 @@ class RenderRun:
                 yield np.arange(start, stop)
 
     def _extract_features(self) -> None:
-        mel, self.mel = self.mel, None  # the mel goes once it is encoded: long audio keeps only the table
+        """Decode, mel and audio encoder, all streamed: the features thread's whole job."""
         tick = time.perf_counter()
-        self.stream.fill(mel, self.renderer.audio_encoder, self.cancel)
+        mel_frames = mel_frame_count(self.audio.sample_count)
+        chunks = mel_chunks(self.audio.blocks(), self.audio.sample_count)
+        self.stream.fill(chunks, mel_frames, self.renderer.audio_encoder, self.cancel)
         self.seconds["audio"] += time.perf_counter() - tick
 
     def _prepare(self) -> None:

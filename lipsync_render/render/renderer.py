@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import RenderError
-from lipsync_render.media.audio import load_audio
+from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.video import select_video_encoder
 from lipsync_render.options import RenderOptions, SessionOptions, split_options
 from lipsync_render.package import Package, load_package
@@ -89,7 +89,7 @@ class Renderer:
             self.pool_broken = False
         self.renders += 1
         run = RenderRun(
-            self, options or RenderOptions(), load_audio(audio_path), audio_path, output_path, on_progress, started
+            self, options or RenderOptions(), AudioStream(audio_path), audio_path, output_path, on_progress, started
         )
         with quick_gil_handoff():
             return run.execute()

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lipsync_render.contract import AUDIO_ENCODER
-from lipsync_render.media.audio import melspectrogram
+from lipsync_render.media.mel import melspectrogram
 from lipsync_render.render.features import (
     audio_features,
     encode,
