@@ -1,10 +1,11 @@
 """Peak memory of a long render against a short one: does RSS stay flat with the audio length?
 
     python benchmarks/memory.py --model demo --seconds 20 600
+    python benchmarks/memory.py --model packages/memtiny --seconds 20 10800   # 3 h, tiny package
 
-Renders examples/hello.wav looped to each length with `lipsync render` in a subprocess and samples the RSS of
-the whole process tree (the main process and its compositing workers) every 50 ms. Prints the peak per length
-and the ratio of the longest to the shortest.
+Renders examples/hello.wav looped to each length (written block by block) with `lipsync render` in a subprocess
+and samples the RSS of the whole process tree (the main process, its video encoder process and compositing
+workers) every 50 ms. Prints the peak per length and the ratio of the longest to the shortest.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello.wav"
 
 
 def looped_speech(seconds: float, path: Path) -> Path:
-    """examples/hello.wav repeated to ``seconds`` of 16 kHz audio."""
+    """examples/hello.wav repeated to ``seconds`` of 16 kHz audio, written a minute at a time."""
     samples, rate = sf.read(EXAMPLE, dtype="int16")
     count = int(seconds * rate)
-    sf.write(path, np.resize(samples, count), rate)
+    minute = np.resize(samples, 60 * rate)
+    with sf.SoundFile(path, "w", rate, 1, subtype="PCM_16") as out:
+        for start in range(0, count, len(minute)):
+            out.write(minute[: min(len(minute), count - start)])
     return path
 
 

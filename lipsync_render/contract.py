@@ -53,11 +53,18 @@ class ModelIO:
     outputs: list[str]
 
 
+# Operator domains ONNX Runtime runs besides the standard one (its contrib ops, as in quantised models).
+RUNTIME_DOMAINS = ("com.microsoft",)
+
+
 def read_model_io(path: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
     """(name, dims) of a model's graph inputs and outputs, without loading its weights."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    return _model_io(onnx.load(str(path), load_external_data=False))
+
+
+def _model_io(model) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
     initializers = {init.name for init in model.graph.initializer}
 
     def dims(value_info) -> list:
@@ -69,13 +76,25 @@ def read_model_io(path: Path) -> tuple[list[tuple[str, list]], list[tuple[str, l
     return inputs, outputs
 
 
-def check_model(path: Path, contract: ModelContract, names: dict | None = None) -> tuple[list[str], ModelIO | None]:
-    """(problems, names) of an ONNX model against the contract and, when given, a manifest's names."""
+def check_model(
+    path: Path, contract: ModelContract, names: dict | None = None, root: Path | None = None
+) -> tuple[list[str], ModelIO | None]:
+    """(problems, names) of an ONNX model against the contract and, when given, a manifest's names.
+
+    Every operator must be a standard one (or ONNX Runtime's own), and weights stored outside the file must lie
+    inside ``root`` (the package directory; None: no external weights at all).
+    """
+    import onnx
+
     where = f"The {contract.label} model {path}"
     try:
-        inputs, outputs = read_model_io(path)
+        model = onnx.load(str(path), load_external_data=False)
+        inputs, outputs = _model_io(model)
     except Exception as exc:  # onnx raises several unrelated types for a damaged file
         return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
+    graph_problems = _operator_problems(model, where) + _external_data_problems(model, path, root, where)
+    if graph_problems:
+        return graph_problems, None
     input_names, output_names = [n for n, _ in inputs], [n for n, _ in outputs]
     if names is not None and (
         input_names != names["inputs"] or output_names[: len(names["outputs"])] != names["outputs"]
@@ -104,6 +123,56 @@ def check_model(path: Path, contract: ModelContract, names: dict | None = None) 
     if problems:
         return problems, None
     return [], ModelIO(input_names, names["outputs"] if names is not None else output_names)
+
+
+def declared_output_is_concrete(path: Path, contract: ModelContract) -> bool:
+    """Whether the model's first output declares every dim after the batch axis as a number."""
+    _, outputs = read_model_io(path)
+    return bool(outputs) and all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:])
+
+
+def _graphs(graph):
+    """A graph and every subgraph inside its nodes (If/Loop/Scan bodies)."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                yield from _graphs(sub)
+
+
+def _operator_problems(model, where: str) -> list[str]:
+    import onnx
+
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            domain = node.domain or ""
+            if domain in RUNTIME_DOMAINS:
+                continue
+            if domain not in ("", "ai.onnx"):
+                return [f"{where} uses the custom operator {domain}::{node.op_type}, which this tool cannot run."]
+            if not onnx.defs.has(node.op_type):
+                return [f"{where} uses the unknown operator '{node.op_type}'."]
+    return []
+
+
+def _external_data_problems(model, path: Path, root: Path | None, where: str) -> list[str]:
+    """Weights stored in other files must be files inside ``root``."""
+    import onnx
+
+    from lipsync_render.paths import contained_path
+
+    for graph in _graphs(model.graph):
+        for tensor in graph.initializer:
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+            if root is None:
+                return [f"{where} keeps weights in another file ({location}); save the model as one file."]
+            relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
+            inside = relative is not None and ".." not in Path(location).parts and contained_path(root, str(relative))
+            if not inside:
+                return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
+    return []
 
 
 def _fits(dims: list, expected: tuple) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
 from pathlib import Path
@@ -18,9 +17,8 @@ from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
 from lipsync_render.package import MANIFEST, resolve_package_path, sha256_file
+from lipsync_render.render.partials import temporary_path
 from lipsync_render.render.result import RenderResult
-
-LEFTOVER_PATTERN = re.compile(r"^\.(?P<name>.*)\.(?P<pid>\d+)\.(partial\.mp4|tmp)$")
 
 
 def sidecar_path(output: Path) -> Path:
@@ -58,7 +56,7 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_c
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     sidecar = sidecar_path(job.output)
-    temporary = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(sidecar)
     temporary.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(temporary, sidecar)
 
@@ -80,29 +78,6 @@ def is_done(job: Job) -> bool:
         and record.get("output_bytes") == job.output.stat().st_size
         and all(record.get(key) == value for key, value in expected.items())
     )
-
-
-def remove_stale_partials(output: Path) -> None:
-    """Delete the partial MP4 and sidecar files a killed run left for this output (their process is gone).
-
-    The process id in a partial's name is only checked on this machine; two runs rendering the same output at
-    once on two machines of a shared file system are not supported anyway (the outputs would race too).
-    """
-    import glob
-
-    import psutil
-
-    if not output.parent.is_dir():
-        return
-    leftovers = {
-        output.stem: f".{glob.escape(output.stem)}.*.partial.mp4",
-        sidecar_path(output).name: f".{glob.escape(sidecar_path(output).name)}.*.tmp",
-    }
-    for name, pattern in leftovers.items():
-        for path in output.parent.glob(pattern):
-            match = LEFTOVER_PATTERN.match(path.name)
-            if match and match["name"] == name and not psutil.pid_exists(int(match["pid"])):
-                path.unlink(missing_ok=True)
 
 
 def recorded_results(job: Job) -> dict:

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
-from lipsync_render.jobs.sidecar import remove_stale_partials, write_sidecar
+from lipsync_render.jobs.sidecar import sidecar_path, write_sidecar
+from lipsync_render.render.partials import remove_stale_partials
 from lipsync_render.render.renderer import Renderer
 
 
@@ -53,7 +54,7 @@ class JobWorker:
         try:
             renderer = self._renderer_for(job)
             job.output.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_partials(job.output)
+            remove_stale_partials(sidecar_path(job.output))
             result = renderer.render(job.audio, job.output, job.render)
             write_sidecar(job, result, renderer.package.checksum, renderer.video_codec)
         except LipsyncError as exc:

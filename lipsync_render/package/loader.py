@@ -14,20 +14,34 @@ A package is a directory (format documented in ``packages/README.md``)::
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import AUDIO_ENCODER, UNET, ModelIO, check_features, check_model, check_rects, parse_rects
+from lipsync_render.contract import (
+    AUDIO_ENCODER,
+    UNET,
+    ModelContract,
+    ModelIO,
+    check_features,
+    check_model,
+    check_rects,
+    parse_rects,
+)
 from lipsync_render.errors import PackageError
+from lipsync_render.package.manifest import (
+    MANIFEST,
+    check_manifest,
+    checksum_entries,
+    file_paths,
+    read_json,
+    read_manifest,
+)
 
-FORMAT = "lipsync-package"
-FORMAT_VERSION = 1
-MANIFEST = "package.json"
 PACKAGES_ENV = "LIPSYNC_PACKAGES"
+MAX_RECTS_BYTES = 64 << 20
 
 
 @dataclass
@@ -55,6 +69,11 @@ class Package:
     @property
     def frames_path(self) -> Path:
         return self.root / self.manifest["files"]["frames"]
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the package: its manifest and the files it names."""
+        return (self.root / MANIFEST, *(self.root / rel for rel in self.manifest["files"].values() if rel))
 
     @property
     def checksum(self) -> str:
@@ -92,70 +111,69 @@ def resolve_package_path(name: str | os.PathLike) -> Path:
     raise PackageError(f"Unknown model '{text}': no package directory of that name in {looked}.")
 
 
+@dataclass
+class PackageReport:
+    """What validating a package found: problems (it cannot be used) and warnings (it can, with a caveat)."""
+
+    problems: list[str]
+    warnings: list[str]
+    package: Package | None = None
+
+
 def load_package(name: str | os.PathLike, verify_checksums: bool = True) -> Package:
     """Load and validate a package; raises PackageError naming the first problem."""
     root = resolve_package_path(name)
-    problems, package = _check(root, verify_checksums)
-    if problems:
+    report = check_package(root, verify_checksums)
+    if report.problems:
+        problems = report.problems
         more = f" ({len(problems) - 1} more: run 'lipsync package validate {root}')" if len(problems) > 1 else ""
         raise PackageError(problems[0] + more)
-    return package
+    return report.package
 
 
 def validate_package(name: str | os.PathLike, verify_checksums: bool = True) -> list[str]:
     """All problems of a package, one sentence each; empty when it is valid."""
+    return check_package(name, verify_checksums).problems
+
+
+def check_package(name: str | os.PathLike, verify_checksums: bool = True) -> PackageReport:
+    """Validate everything render would refuse, up front."""
     try:
         root = resolve_package_path(name)
     except PackageError as exc:
-        return [str(exc)]
-    return _check(root, verify_checksums)[0]
-
-
-def _check(root: Path, verify_checksums: bool) -> tuple[list[str], Package | None]:
-    """Validate everything up front; returns (problems, package or None)."""
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
-        return [f"{manifest_path} is missing: not a model package."], None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return [f"{manifest_path} is not valid JSON ({exc})."], None
-    problems = _check_manifest(manifest, manifest_path)
+        return PackageReport([str(exc)], [])
+    manifest, problems = read_manifest(root / MANIFEST)
+    if manifest is None:
+        return PackageReport(problems, [])
+    problems = check_manifest(manifest, root / MANIFEST)
     if problems:
-        return problems, None
-
-    files = manifest["files"]
-    paths = {role: root / rel for role, rel in files.items() if rel}
-    for role, path in paths.items():
-        if not path.is_file():
-            problems.append(f"{path} is missing (the manifest lists it as the {role} file).")
+        return PackageReport(problems, [])
+    paths, problems = file_paths(manifest, root)
+    checksums, checksum_problems, warnings = checksum_entries(manifest, root)
+    problems += checksum_problems
     if problems:
-        return problems, None
-
+        return PackageReport(problems, warnings)
     if verify_checksums:
-        for rel, expected in manifest.get("checksums", {}).items():
-            if (root / rel).is_file() and sha256_file(root / rel) != expected:
-                problems.append(
-                    f"{root / rel} does not match its checksum in {MANIFEST}: the file was changed or is corrupt."
-                )
-
+        problems += [
+            f"{path} does not match its checksum in {MANIFEST}: the file was changed or is corrupt."
+            for path, expected in checksums.items()
+            if sha256_file(path) != expected
+        ]
     frames = _load_frames(paths["frames"], manifest, problems)
     rects = _load_rects(paths["rects"], manifest, problems)
-    if frames is not None and rects is not None and len(frames) != len(rects):
-        problems.append(f"{paths['rects']} has {len(rects)} rectangles but {paths['frames']} has {len(frames)} frames.")
     models = {}
     for contract in (UNET, AUDIO_ENCODER):
-        found, models[contract.key] = check_model(paths[contract.key], contract, manifest["models"][contract.key])
-        problems += found
+        found, models[contract.key] = check_model(paths[contract.key], contract, manifest["models"][contract.key], root)
+        problems += found or probe_output_shape(paths[contract.key], contract)
     features = _load_features(paths["features"], problems) if "features" in paths else None
     if problems:
-        return problems, None
+        return PackageReport(problems, warnings)
     package = Package(
         root=root,
         name=manifest["name"],
-        fps=int(manifest["fps"]),
-        width=int(manifest["width"]),
-        height=int(manifest["height"]),
+        fps=manifest["fps"],
+        width=manifest["width"],
+        height=manifest["height"],
         frames=frames,
         rects=rects,
         unet_path=paths["unet"],
@@ -165,42 +183,7 @@ def _check(root: Path, verify_checksums: bool) -> tuple[list[str], Package | Non
         features=features,
         manifest=manifest,
     )
-    return [], package
-
-
-def _check_manifest(manifest: object, path: Path) -> list[str]:
-    if not isinstance(manifest, dict):
-        return [f"{path} must hold a JSON object."]
-    if manifest.get("format") != FORMAT:
-        return [f"{path} is not a lipsync package manifest (its 'format' is not '{FORMAT}')."]
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return [
-            f"{path} has format_version {manifest.get('format_version')!r}; this tool reads version {FORMAT_VERSION}."
-        ]
-    problems = []
-    for key, kind in (
-        ("name", str),
-        ("fps", int),
-        ("width", int),
-        ("height", int),
-        ("frame_count", int),
-        ("files", dict),
-        ("models", dict),
-    ):
-        if not isinstance(manifest.get(key), kind):
-            problems.append(f"{path} lacks a valid '{key}' entry ({kind.__name__}).")
-    if problems:
-        return problems
-    for role in ("frames", "rects", "unet", "encoder"):
-        if not isinstance(manifest["files"].get(role), str):
-            problems.append(f"{path} does not name a '{role}' file under 'files'.")
-    for role in ("unet", "encoder"):
-        entry = manifest["models"].get(role)
-        if not (
-            isinstance(entry, dict) and isinstance(entry.get("inputs"), list) and isinstance(entry.get("outputs"), list)
-        ):
-            problems.append(f"{path} lacks the input/output names of the {role} model under 'models'.")
-    return problems
+    return PackageReport([], warnings, package)
 
 
 def _load_frames(path: Path, manifest: dict, problems: list[str]) -> np.ndarray | None:
@@ -217,13 +200,17 @@ def _load_frames(path: Path, manifest: dict, problems: list[str]) -> np.ndarray 
 
 
 def _load_rects(path: Path, manifest: dict, problems: list[str]) -> np.ndarray | None:
-    try:
-        rects = parse_rects(json.loads(path.read_text()), path)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        problems.append(f"{path} is not valid JSON ({exc}).")
+    data, found = read_json(path, MAX_RECTS_BYTES)
+    if data is None:
+        problems += found
         return None
+    try:
+        rects = parse_rects(data, path)
     except PackageError as exc:
         problems.append(str(exc))
+        return None
+    if len(rects) != manifest["frame_count"]:
+        problems.append(f"{path} has {len(rects)} rectangles but the package has {manifest['frame_count']} frames.")
         return None
     found = check_rects(rects, manifest["width"], manifest["height"], path)
     problems += found
@@ -239,3 +226,27 @@ def _load_features(path: Path, problems: list[str]) -> np.ndarray | None:
     found = check_features(features, path)
     problems += found
     return None if found else features
+
+
+def probe_output_shape(path: Path, contract: ModelContract) -> list[str]:
+    """When the model declares symbolic output dims, run one zero sample on the CPU and check what comes out."""
+    from lipsync_render.contract import declared_output_is_concrete
+
+    if declared_output_is_concrete(path, contract):
+        return []
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.zeros((1, *shape), np.float32) for i, shape in zip(session.get_inputs(), contract.inputs)}
+        output = session.run(None, feeds)[0]
+    except Exception as exc:  # ONNX Runtime raises its own types for a model it cannot run
+        return [
+            f"The {contract.label} model {path} cannot be run on one zero sample ({str(exc).splitlines()[0][:160]})."
+        ]
+    if tuple(output.shape) != (1, *contract.output):
+        return [
+            f"The {contract.label} model {path} gives shape {list(output.shape)} for one sample; the contract is "
+            f"[1, {', '.join(map(str, contract.output))}]."
+        ]
+    return []

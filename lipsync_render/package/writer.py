@@ -14,7 +14,8 @@ import numpy as np
 from lipsync_render import __version__
 from lipsync_render.contract import read_model_io
 from lipsync_render.errors import PackageError
-from lipsync_render.package.loader import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+from lipsync_render.package.loader import sha256_file
+from lipsync_render.package.manifest import FORMAT, FORMAT_VERSION, MANIFEST
 
 
 def write_package(

@@ -33,12 +33,14 @@ from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
 from lipsync_render.media.video import VideoTarget
 from lipsync_render.options import RenderOptions
+from lipsync_render.paths import replaceable_problem
 from lipsync_render.render import cancellation, features
 from lipsync_render.render.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.render.compositing_pool import FrameOutput
 from lipsync_render.render.feature_stream import FeatureStream, ring_rows
 from lipsync_render.render.frame_order import frame_schedule
 from lipsync_render.render.geometry import crop_328, prediction_to_uint8, visual_input
+from lipsync_render.render.partials import partial_path
 from lipsync_render.render.result import RenderResult
 from lipsync_render.render.scheduling import lower_thread_priority
 
@@ -90,7 +92,7 @@ class RenderRun:
         start = self.started
         if self.frame_output.directory is not None:
             self.frame_output.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.output_path.with_name(f".{self.output_path.stem}.{os.getpid()}.partial.mp4")
+        partial = partial_path(self.output_path)
         threads = [
             threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
             for stage in (self._prepare, self._infer, self._dispatch, self._collect)
@@ -116,6 +118,9 @@ class RenderRun:
             collector.join()
             if self.failure is not None:
                 raise self.failure
+            problem = replaceable_problem(self.output_path)  # it may have changed while the render ran
+            if problem:
+                raise RenderError(problem)
             os.replace(partial, self.output_path)
         except BaseException as exc:
             self.cancel.set()

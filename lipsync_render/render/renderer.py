@@ -13,8 +13,10 @@ from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.video import select_video_encoder
 from lipsync_render.options import RenderOptions, SessionOptions, split_options
 from lipsync_render.package import Package, load_package
+from lipsync_render.paths import replaceable_problem
 from lipsync_render.render.compositing_pool import CompositingPool
 from lipsync_render.render.encoding_process import VideoEncoderProcess
+from lipsync_render.render.partials import remove_stale_partials
 from lipsync_render.render.pipeline import RenderRun
 from lipsync_render.render.result import RenderResult
 from lipsync_render.render.scheduling import call_at_low_priority, quick_gil_handoff
@@ -81,7 +83,10 @@ class Renderer:
         """Render one audio file to an MP4 (written to a temporary name, renamed when complete)."""
         started = time.perf_counter()
         audio_path, output_path = Path(audio_path), Path(output_path)
-        check_output_path(output_path)
+        problem = replaceable_problem(output_path, (audio_path, *self.package.files))
+        if problem:
+            raise RenderError(problem)
+        remove_stale_partials(output_path)
         if not self.video_encoder.alive:  # a previous render lost it
             self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
         if self.pool_broken:
@@ -93,17 +98,6 @@ class Renderer:
         )
         with quick_gil_handoff():
             return run.execute()
-
-
-def check_output_path(path: Path) -> None:
-    """Fail early when the output cannot be written."""
-    parent = path.parent
-    if not parent.is_dir():
-        raise RenderError(f"Output directory {parent} does not exist.")
-    if not os.access(parent, os.W_OK):
-        raise RenderError(f"Output directory {parent} is not writable.")
-    if path.is_dir():
-        raise RenderError(f"Output path {path} is a directory.")
 
 
 def render(audio: str | os.PathLike, model: str | os.PathLike, output: str | os.PathLike, **options) -> RenderResult:

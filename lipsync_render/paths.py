@@ -1,0 +1,66 @@
+"""Paths from untrusted input: kept inside a directory, and never replacing what is not a regular file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+
+def contained_path(root: Path, rel: str) -> Path | None:
+    """``root / rel`` when ``rel`` is relative, has no '..' and resolves (links followed) inside ``root``."""
+    if not rel or "\0" in rel or os.path.isabs(rel) or PurePosixPath(rel.replace("\\", "/")).is_absolute():
+        return None
+    if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
+        return None
+    path = root / rel
+    try:
+        if not path.resolve().is_relative_to(root.resolve()):
+            return None
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return path
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (an existing one by device and inode, else by resolved path)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def replaceable_problem(path: Path, inputs: tuple[Path, ...] = ()) -> str | None:
+    """Why a finished file must not be renamed onto ``path``, or None: its folder must exist and be writable,
+    and ``path`` be absent or a regular file (not a link, device, FIFO, socket or folder) that is no input."""
+    parent = path.parent
+    if not parent.is_dir():
+        return f"Output directory {parent} does not exist."
+    if not os.access(parent, os.W_OK):
+        return f"Output directory {parent} is not writable."
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        return f"Output path {path} cannot be checked ({exc.strerror or exc})."
+    if mode is not None and not stat.S_ISREG(mode):
+        return f"Output path {path} is {file_kind(mode)}; refusing to replace it."
+    for source in inputs:
+        if same_file(path, source):
+            return f"Output path {path} is the input {source}; refusing to overwrite an input."
+    return None
