@@ -25,6 +25,7 @@ EVERYWHERE = frozenset({CLI, JOBS, BENCH})
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("fp32", "fp16", "int8")
 VIDEO_ENCODERS = ("auto", "libx264", "nvenc")
+MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
     "ultrafast",
     "superfast",
@@ -49,6 +50,7 @@ class OptionSpec:
     maximum: int | None = None
     pattern: str | None = None  # a regular expression the whole value must match (ignoring case)
     metavar: str | None = None
+    label: str | None = None  # how sentences name it; default: the name in words ("batch size")
     changes_output: bool = False  # a finished output made with another value is stale (sidecar check)
     flags: tuple[str, ...] = ()  # CLI flags; default --name-with-dashes
     aliases: tuple[str, ...] = ()  # other manifest column names
@@ -99,10 +101,10 @@ class SessionOptions(_Checked):
         None,
         "Compositing processes, 0 = in this process (default: 0 on the CPU, up to 4 with a GPU).",
         minimum=0,
-        maximum=64,
+        maximum=32,
         flags=("--workers", "-w"),
     )
-    threads: int = option(0, "Inference threads (0: all cores).", minimum=0, maximum=1024)
+    threads: int = option(0, "Inference threads (0: all cores).", minimum=0, maximum=256)
     cuda_graph: bool = option(False, "CUDA: capture the UNet once and replay it.")
     video_encoder: str = option(
         "auto",
@@ -147,7 +149,12 @@ class RenderOptions(_Checked):
     """Options that may change from one render to the next with the same loaded Renderer."""
 
     start_frame: int = option(
-        0, "Phase of the background loop.", minimum=0, changes_output=True, surfaces=frozenset({CLI, JOBS})
+        0,
+        "Phase of the background loop, in frames.",
+        minimum=0,
+        maximum=MAX_START_FRAME,
+        changes_output=True,
+        surfaces=frozenset({CLI, JOBS}),
     )
     loop: str = option(
         "pingpong",
@@ -156,7 +163,7 @@ class RenderOptions(_Checked):
         changes_output=True,
         surfaces=frozenset({CLI, JOBS}),
     )
-    crf: int = option(18, "H.264 quality (lower is better).", minimum=0, maximum=51, changes_output=True)
+    crf: int = option(18, "H.264 quality (lower is better).", minimum=0, maximum=51, changes_output=True, label="CRF")
     preset: str = option("veryfast", "x264 preset.", choices=X264_PRESETS, changes_output=True)
     features: str = option(
         "audio",
@@ -225,7 +232,7 @@ def options_for(surface: str) -> list[Option]:
 def check_value(name: str, value: Any) -> None:
     """Raise OptionError unless ``value`` is allowed for option ``name``."""
     o = OPTIONS[name]
-    label = name.replace("_", " ").capitalize()
+    label = o.spec.label or name.replace("_", " ").capitalize()
     if value is None:
         if o.default is not None:
             raise OptionError(f"{label} needs a value.")

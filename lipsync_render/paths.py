@@ -64,3 +64,23 @@ def replaceable_problem(path: Path, inputs: tuple[Path, ...] = ()) -> str | None
         if same_file(path, source):
             return f"Output path {path} is the input {source}; refusing to overwrite an input."
     return None
+
+
+def first_collision(outputs: list[tuple[str, Path]]) -> tuple[str, str, Path] | None:
+    """The first two (label, path) entries that name one output file, as (first label, second label, path)."""
+    seen: dict[str, str] = {}
+    for label, path in outputs:
+        key = os.path.realpath(path)
+        if key in seen:
+            return seen[key], label, path
+        seen[key] = label
+    return None
+
+
+def first_overwritten_input(outputs: list[Path], inputs: list[Path]) -> tuple[Path, Path] | None:
+    """The first (output, input) pair that name one file."""
+    for output in outputs:
+        for source in inputs:
+            if same_file(output, source):
+                return output, source
+    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,19 +38,42 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop as Ctrl-C does (stages cancelled, partial files removed), exit 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    _state["signal"] = signum
+    raise Terminated(signum)
+
+
+def _interrupted(exc: BaseException | None = None) -> None:
+    """One line and the exit code for an interruption: 130 for Ctrl-C, 128 + N for signal N."""
+    signum = exc.signum if isinstance(exc, Terminated) else _state.get("signal")
+    if signum:
+        fail(f"terminated by {signal.Signals(signum).name}.", 128 + signum)
+    fail("interrupted.", 130)
+
+
 def user_errors(command: Callable) -> Callable:
-    """Turn LipsyncError and Ctrl-C into a one-line message and an exit code."""
+    """Turn LipsyncError, Ctrl-C and termination signals into a one-line message and an exit code."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except LipsyncError as exc:
+            if _state.get("signal"):  # a helper process that the same signal ended reports first: say why
+                _interrupted()
             if _state["debug"]:
                 raise
             fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted.", 130)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
 
     return wrapper
 
@@ -195,11 +219,11 @@ def render_command(
     if output is not None and len(audio) > 1:
         fail("-o/--output takes one audio file; use --out-dir for several.", 2)
     session, per_render = split_options(options)
+    targets = planned_outputs(audio, output, out_dir)
     reporter = ProgressReporter(enabled=not quiet)
     failures = 0
     with Renderer(model, session) as renderer:
-        for path in audio:
-            target = output or (out_dir or Path(".")) / f"{path.stem}.mp4"
+        for path, target in zip(audio, targets):
             frames_dir = per_render.frames_dir
             this_render = (
                 replace(per_render, frames_dir=frames_dir / path.stem) if frames_dir and len(audio) > 1 else per_render
@@ -214,6 +238,27 @@ def render_command(
     reporter.summary()
     if failures:
         raise typer.Exit(1)
+
+
+def planned_outputs(audio: list[Path], output: Path | None, out_dir: Path | None) -> list[Path]:
+    """Each input's MP4, checked before anything renders: no two inputs to one file, no output onto an input;
+    ``--out-dir`` is created."""
+    from lipsync_render.paths import first_collision, first_overwritten_input
+
+    targets = [output or (out_dir or Path(".")) / f"{path.stem}.mp4" for path in audio]
+    collision = first_collision([(str(path), target) for path, target in zip(audio, targets)])
+    if collision:
+        first, second, target = collision
+        fail(f"{first} and {second} would both be written to {target}; render them to different --out-dir folders.", 2)
+    overwritten = first_overwritten_input(targets, audio)
+    if overwritten:
+        fail(f"The output {overwritten[0]} is the input {overwritten[1]}; refusing to overwrite an input.", 2)
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"Cannot create the output directory {out_dir} ({exc.strerror or exc}).", 2)
+    return targets
 
 
 @package_app.command("build")
@@ -384,12 +429,23 @@ def doctor_command(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: usage errors are one sentence too (exit 2), signals end it cleanly."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted.", err=True)
-        sys.exit(130)
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # a flag typer itself cannot parse, a missing argument
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {message[0].lower() + message[1:] if message else 'bad arguments.'}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        try:
+            _interrupted(exc)
+        except typer.Exit as stop:
+            sys.exit(stop.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

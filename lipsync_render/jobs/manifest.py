@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import JOBS, RenderOptions, SessionOptions, options_for, parse_value, split_options
+from lipsync_render.paths import first_collision, first_overwritten_input
 
 REQUIRED_COLUMNS = ("audio", "model")
 # Where each column name leads: the option's own name and its aliases. frames_dir is not one: one frames folder
@@ -59,7 +60,7 @@ def read_jobs(path: str | os.PathLike, out_dir: str | os.PathLike | None = None)
     ]
     if not jobs:
         raise LipsyncError(f"Job manifest {path} lists no jobs.")
-    _check_unique_outputs(jobs)
+    _check_outputs(jobs)
     return jobs
 
 
@@ -156,10 +157,14 @@ def _model_reference(text: str, base: Path) -> str:
     return text
 
 
-def _check_unique_outputs(jobs: list[Job]) -> None:
-    seen: dict[Path, Job] = {}
-    for job in jobs:
-        key = job.output.resolve()
-        if key in seen:
-            raise LipsyncError(f"{job.source}: writes {job.output}, which {seen[key].source} writes too.")
-        seen[key] = job
+def _check_outputs(jobs: list[Job]) -> None:
+    """No two jobs write one file, and no job writes onto any job's audio."""
+    collision = first_collision([(job.source, job.output) for job in jobs])
+    if collision:
+        first, second, output = collision
+        raise LipsyncError(f"{second}: writes {output}, which {first} writes too.")
+    overwritten = first_overwritten_input([job.output for job in jobs], [job.audio for job in jobs])
+    if overwritten:
+        output, audio = overwritten
+        source = next(job.source for job in jobs if job.output == output)
+        raise LipsyncError(f"{source}: writes {output}, which is the audio input {audio}; refusing to overwrite it.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lipsync_render.render.child_process import start_as_helper
 from lipsync_render.render.frame_ring import RingLayout
 from lipsync_render.render.geometry import composite_frame
 
@@ -63,7 +63,7 @@ _state: _WorkerState | None = None
 
 def _init_worker(ring_name: str, layout: RingLayout, frames_path: Path) -> None:
     global _state
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    start_as_helper()
     cv2.setNumThreads(1)
     _state = _WorkerState(ring_name, layout, frames_path)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import signal
 import time
 from multiprocessing import shared_memory
 
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget
 from lipsync_render.options import RenderOptions
+from lipsync_render.render.child_process import start_as_helper
 from lipsync_render.render.frame_ring import RingLayout
 
 
@@ -78,7 +78,7 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
     """The encoder process: attach to the ring, then handle requests until told to exit."""
     from lipsync_render.media.video import VideoWriter
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    start_as_helper()
     ring = shared_memory.SharedMemory(name=ring_name)
     _, frames = layout.views(ring.buf)
     writer, target, busy = None, None, 0.0
