@@ -125,6 +125,16 @@ def check_model(
     return [], ModelIO(input_names, names["outputs"] if names is not None else output_names)
 
 
+def require_finite(values: np.ndarray, contract: ModelContract, path: Path | None) -> np.ndarray:
+    """``values`` when every one is finite; a model that gives NaN or infinity is a broken model (PackageError)."""
+    if not np.isfinite(values).all():
+        raise PackageError(
+            f"The {contract.label} model {path or ''} produced NaN or infinite values; the model is "
+            "broken (a bad export or corrupt weights)."
+        )
+    return values
+
+
 def declared_output_is_concrete(path: Path, contract: ModelContract) -> bool:
     """Whether the model's first output declares every dim after the batch axis as a number."""
     _, outputs = read_model_io(path)

@@ -84,3 +84,11 @@ def first_overwritten_input(outputs: list[Path], inputs: list[Path]) -> tuple[Pa
             if same_file(output, source):
                 return output, source
     return None
+
+
+def honour_umask(path: Path) -> None:
+    """Give a file made by mkstemp (0600) or a folder made by mkdtemp (0700) the permissions an ordinary create
+    would (0666 or 0777 less the umask): a package on shared storage must be readable by workers of other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)

@@ -6,6 +6,7 @@ and is written (atomically) only after the MP4 is in place, so a killed run leav
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -26,12 +27,14 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def job_identity(job: Job, package_checksum: str) -> dict:
-    """What a finished output must have been made from for a rerun to keep it."""
+def job_identity(job: Job, package_checksum: str, video_codec: str, backend: str) -> dict:
+    """What a finished output must have been made from for a rerun to keep it: automatic choices as resolved
+    (an NVENC rerun of an x264 file is not the same output)."""
+    options = {**output_affecting(job.session, job.render), "video_encoder": video_codec, "backend": backend}
     return {
         "input_sha256": sha256_file(job.audio),
         "package_checksum": package_checksum,
-        "options": output_affecting(job.session, job.render),
+        "options": options,
         "version": __version__,
     }
 
@@ -40,11 +43,12 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_c
     """Record what made ``job.output`` beside it; atomic, and only once the MP4 is in place."""
     record = {
         "tool": "lipsync-render",
-        **job_identity(job, package_checksum),
+        **job_identity(job, package_checksum, video_codec, result.backend),
         "input": str(job.audio),
         "model": job.model,
         "output": str(job.output),
         "output_bytes": job.output.stat().st_size,
+        "output_sha256": sha256_file(job.output),
         "video_codec": video_codec,
         "status": result.status,
         "frames": result.frames,
@@ -68,16 +72,26 @@ def is_done(job: Job) -> bool:
         return False
     try:
         record = json.loads(sidecar.read_text())
+        if not isinstance(record, dict) or record.get("status") != "ok":
+            return False
+        if record.get("output_bytes") != job.output.stat().st_size:
+            return False
         checksum = sha256_file(resolve_package_path(job.model) / MANIFEST)
-        expected = job_identity(job, checksum)
+        expected = job_identity(job, checksum, *resolved_choices(job.session.video_encoder, job.session.backend))
+        return all(record.get(key) == value for key, value in expected.items()) and record.get(
+            "output_sha256"
+        ) == sha256_file(job.output)
     except (OSError, ValueError, LipsyncError):
         return False  # unreadable sidecar, missing input or package: render it and let that report the problem
-    return (
-        isinstance(record, dict)
-        and record.get("status") == "ok"
-        and record.get("output_bytes") == job.output.stat().st_size
-        and all(record.get(key) == value for key, value in expected.items())
-    )
+
+
+@functools.cache
+def resolved_choices(video_encoder: str, backend: str) -> tuple[str, str]:
+    """The FFmpeg encoder and the backend a render would use here for these (possibly automatic) choices."""
+    from lipsync_render.media.video import select_video_encoder
+    from lipsync_render.runtimes import get_backend
+
+    return select_video_encoder(video_encoder), get_backend(backend).name
 
 
 def recorded_results(job: Job) -> dict:

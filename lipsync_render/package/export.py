@@ -18,6 +18,7 @@ import numpy as np
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import LipsyncError, PackageError
+from lipsync_render.paths import honour_umask
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -329,6 +330,7 @@ def _export(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".onnx", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    honour_umask(tmp)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript.

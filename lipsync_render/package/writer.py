@@ -16,6 +16,7 @@ from lipsync_render.contract import read_model_io
 from lipsync_render.errors import PackageError
 from lipsync_render.package.loader import sha256_file
 from lipsync_render.package.manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from lipsync_render.paths import honour_umask
 
 
 def write_package(
@@ -93,6 +94,7 @@ def write_package(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
+        honour_umask(staging)
         staging.rename(dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

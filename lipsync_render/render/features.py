@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_WINDOW, VIDEO_FPS
+from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_WINDOW, VIDEO_FPS, require_finite
 from lipsync_render.media.audio import SAMPLE_RATE
 from lipsync_render.media.mel import MEL_FPS, melspectrogram
 from lipsync_render.runtimes.base import LoadedModel
@@ -67,7 +67,7 @@ def encode(audio_encoder: LoadedModel, windows: np.ndarray) -> np.ndarray:
     """AVE features [N, 512] float32 of encoder windows [N, 1, 80, 16] (the model batches them)."""
     if len(windows) == 0:
         return np.zeros((0, FEATURE_DIM), dtype=np.float32)
-    return audio_encoder.run(windows)
+    return require_finite(audio_encoder.run(windows), audio_encoder.contract, audio_encoder.path)
 
 
 def frame_features(encoded: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipsync_render.contract import VISUAL_INPUT_SHAPE
+from lipsync_render.contract import VISUAL_INPUT_SHAPE, require_finite
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
@@ -214,7 +214,8 @@ class RenderRun:
         while (batch := self._get(self.batches)) is not None:
             numbers, visual, audio = batch
             tick = time.perf_counter()
-            output = self.renderer.unet.run(visual, audio)
+            unet = self.renderer.unet
+            output = require_finite(unet.run(visual, audio), unet.contract, unet.path)
             predictions = prediction_to_uint8(output)
             self.seconds["inference"] += time.perf_counter() - tick
             self._put(self.predictions, (numbers, predictions))

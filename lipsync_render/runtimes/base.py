@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from lipsync_render.contract import ModelContract
@@ -20,6 +22,7 @@ class LoadedModel(Protocol):
     """A model loaded on one device, verified to really run there."""
 
     contract: ModelContract
+    path: Path | None  # the model file, for messages
     device: str  # where it really runs: "cpu", "cuda" or "tensorrt"
     providers: list[str]  # what reports name as the execution providers really used
     batch_size: int  # samples per run; more inputs run in chunks of this size

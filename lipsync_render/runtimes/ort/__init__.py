@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lipsync_render.contract import UNET, ModelContract
+from lipsync_render.errors import DeviceError
 from lipsync_render.runtimes.ort.runner import OrtModel
-from lipsync_render.runtimes.ort.sessions import check_precision, default_threads, make_session, planned_device
+from lipsync_render.runtimes.ort.sessions import (
+    FP16_NEEDS_GPU,
+    check_precision,
+    default_threads,
+    make_session,
+    planned_device,
+)
 
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions
@@ -33,9 +40,11 @@ class OnnxRuntimeBackend:
     def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> OrtModel:
         if contract is not UNET:  # the audio encoder is light: one thread, fp32, plain runs
             session = make_session(package.audio_encoder_path, options.device, 1)
-            return OrtModel(session, contract, AUDIO_ENCODER_BATCH, bind_buffers=False)
+            return OrtModel(session, contract, AUDIO_ENCODER_BATCH, bind_buffers=False, path=package.audio_encoder_path)
         from lipsync_render.runtimes.ort.variants import engine_cache_dir, unet_for_precision
 
+        if options.precision == "fp16" and planned_device(options.device) == "cpu":  # before converting anything
+            raise DeviceError(FP16_NEEDS_GPU)
         path = unet_for_precision(package, options.precision)
         session = make_session(
             path,
@@ -45,7 +54,7 @@ class OnnxRuntimeBackend:
             options.cuda_graph,
         )
         check_precision(options.precision, session)
-        return OrtModel(session, contract, options.batch_size or 1)
+        return OrtModel(session, contract, options.batch_size or 1, path=package.unet_path)
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from lipsync_render.contract import ModelContract
@@ -17,9 +19,17 @@ class OrtModel:
     would only burn CPU cores. A model exported with a fixed batch axis (e.g. batch 1) runs at exactly that size.
     """
 
-    def __init__(self, session, contract: ModelContract, batch_size: int, bind_buffers: bool | None = None):
+    def __init__(
+        self,
+        session,
+        contract: ModelContract,
+        batch_size: int,
+        bind_buffers: bool | None = None,
+        path: Path | None = None,
+    ):
         self.session = session
         self.contract = contract
+        self.path = path
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_name = session.get_outputs()[0].name
         fixed = session.get_inputs()[0].shape[0]

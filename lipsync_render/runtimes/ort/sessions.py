@@ -99,10 +99,13 @@ def make_session(
     return session
 
 
+FP16_NEEDS_GPU = "fp16 needs a CUDA or TensorRT device; on the CPU use --precision int8 or fp32."
+
+
 def check_precision(precision: str, session) -> None:
     """fp16 only where it pays: on CUDA or TensorRT, never silently on the CPU."""
     if precision == "fp16" and execution_device(session) == "cpu":
-        raise DeviceError("fp16 needs a CUDA or TensorRT device; on the CPU use --precision int8 or fp32.")
+        raise DeviceError(FP16_NEEDS_GPU)
 
 
 def execution_device(session) -> str:
