@@ -236,4 +236,8 @@ def check_features(features: np.ndarray, path: Path) -> list[str]:
         return [
             f"{path} holds {features.dtype} {features.shape}; audio features must be a float (K, {FEATURE_DIM}) array."
         ]
+    if len(features) == 0:
+        return [f"{path} holds no feature rows."]
+    if not all(np.isfinite(features[i : i + 4096]).all() for i in range(0, len(features), 4096)):
+        return [f"{path} holds NaN or infinite features."]
     return []

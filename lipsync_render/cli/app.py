@@ -107,14 +107,16 @@ def package_validate(
     name: str = typer.Argument(..., help="Package name or path."),
     skip_checksums: bool = typer.Option(False, "--skip-checksums", help="Do not hash the files."),
 ) -> None:
-    """Check a package; exit non-zero with the list of problems."""
-    from lipsync_render.package import validate_package
+    """Check a package as render would; exit 4 with the list of problems."""
+    from lipsync_render.package import check_package
 
-    problems = validate_package(name, verify_checksums=not skip_checksums)
-    if problems:
-        for problem in problems:
-            typer.echo(f"problem: {problem}", err=True)
-        fail(f"package '{name}' has {len(problems)} problem(s).", 4)
+    report = check_package(name, verify_checksums=not skip_checksums)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if report.problems:
+        fail(f"package '{name}' has {len(report.problems)} problem(s).", 4)
     typer.echo(f"package '{name}' is valid.")
 
 
