@@ -60,6 +60,10 @@ def edit_manifest(package: Path, change) -> None:
     (package / "package.json").write_text(json.dumps(data))
 
 
+def render(*args):
+    return runner.invoke(app, ["render", *map(str, args)])
+
+
 def validate(package: Path):
     """`lipsync package validate`, whose one 'error:' line sums up the 'problem:' lines above it."""
     result = runner.invoke(app, ["package", "validate", str(package)])
@@ -90,7 +94,7 @@ def test_a_target_that_is_not_a_regular_file_is_never_replaced(kind, tiny_packag
         destination.mkdir() if "directory" in kind else destination.write_text("keep me")
         target.symlink_to(destination)
     before = os.lstat(target)
-    result = runner.invoke(app, ["render", str(short_wav), "--model", str(tiny_package), "-o", str(target)])
+    result = render(short_wav, "--model", tiny_package, "-o", target)
     assert_refused(result, 1, str(target), "refusing to replace it")
     after = os.lstat(target)
     assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
@@ -103,12 +107,12 @@ def test_the_output_may_not_be_an_input(package, tmp_path):
     wav = tmp_path / "in.wav"
     sf.write(wav, np.zeros(8000, np.int16), 16000)
     before = digest(wav)
-    result = runner.invoke(app, ["render", str(wav), "--model", str(package), "-o", str(wav)])
+    result = render(wav, "--model", package, "-o", wav)
     assert_refused(result, 2, "is the input", str(wav))
     assert digest(wav) == before
     manifest = package / "package.json"
     before = digest(manifest)
-    result = runner.invoke(app, ["render", str(wav), "--model", str(package), "-o", str(manifest), "-w", "0"])
+    result = render(wav, "--model", package, "-o", manifest, "-w", "0")
     assert_refused(result, 1, "is the input", "package.json")
     assert digest(manifest) == before
 
@@ -118,27 +122,14 @@ def test_colliding_outputs_are_refused_before_anything_renders(tiny_package, tmp
         (tmp_path / folder).mkdir()
         sf.write(tmp_path / folder / "x.wav", np.zeros(8000, np.int16), 16000)
     out = tmp_path / "out"
-    result = runner.invoke(
-        app,
-        [
-            "render",
-            str(tmp_path / "a" / "x.wav"),
-            str(tmp_path / "b" / "x.wav"),
-            "--model",
-            str(tiny_package),
-            "--out-dir",
-            str(out),
-        ],
-    )
+    result = render(tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", "--model", tiny_package, "--out-dir", out)
     assert_refused(result, 2, str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav"))
     assert not out.exists() or not list(out.iterdir())
 
 
 def test_a_missing_out_dir_is_created(tiny_package, short_wav, tmp_path):
     out = tmp_path / "new" / "deeper"
-    result = runner.invoke(
-        app, ["render", str(short_wav), "--model", str(tiny_package), "--out-dir", str(out), "-w", "0", "-q"]
-    )
+    result = render(short_wav, "--model", tiny_package, "--out-dir", out, "-w", "0", "-q")
     assert result.exit_code == 0, result.output
     assert (out / "short.mp4").is_file()
 
@@ -148,9 +139,7 @@ def test_a_later_render_removes_partials_of_dead_processes(tiny_package, short_w
     alive = tmp_path / f".short.{os.getppid()}.partial.mp4"  # a live process: not ours to remove
     dead.write_bytes(b"half a video")
     alive.write_bytes(b"another render's")
-    result = runner.invoke(
-        app, ["render", str(short_wav), "--model", str(tiny_package), "--out-dir", str(tmp_path), "-w", "0", "-q"]
-    )
+    result = render(short_wav, "--model", tiny_package, "--out-dir", tmp_path, "-w", "0", "-q")
     assert result.exit_code == 0, result.output
     assert not dead.exists() and alive.exists()
 
@@ -179,9 +168,7 @@ def test_package_files_must_stay_inside_the_package(escape, package, tmp_path):
         (package / "crop_rects.json").symlink_to(outside)
         edit_manifest(package, lambda data: data["checksums"].pop("crop_rects.json"))
     assert_invalid(validate(package), "outside the package")
-    result = runner.invoke(
-        app, ["render", str(tmp_path / "any.wav"), "--model", str(package), "-o", str(tmp_path / "x.mp4")]
-    )
+    result = render(tmp_path / "any.wav", "--model", package, "-o", tmp_path / "x.mp4")
     assert_refused(result, 4, "outside the package")
 
 
@@ -215,7 +202,7 @@ def test_validate_finds_what_render_would_refuse(case, package, short_wav, tmp_p
     change, fragment = MANIFEST_CASES[case]
     edit_manifest(package, change)
     assert_invalid(validate(package), fragment)
-    result = runner.invoke(app, ["render", str(short_wav), "--model", str(package), "-o", str(tmp_path / "x.mp4")])
+    result = render(short_wav, "--model", package, "-o", tmp_path / "x.mp4")
     assert_refused(result, 4, fragment)
     assert not (tmp_path / "x.mp4").exists()
 
@@ -313,9 +300,7 @@ def test_weights_stored_outside_the_package_are_refused(package, tmp_path):
 def test_a_unet_that_gives_nan_fails_the_render_naming_the_model(package, short_wav, tmp_path):
     replace_unet(package, ["batch", 3, 320, 320], nan_output)
     assert validate(package).exit_code == 0
-    result = runner.invoke(
-        app, ["render", str(short_wav), "--model", str(package), "-o", str(tmp_path / "x.mp4"), "-w", "0"]
-    )
+    result = render(short_wav, "--model", package, "-o", tmp_path / "x.mp4", "-w", "0")
     assert_refused(result, 1, "UNet model", "unet.onnx", "NaN or infinite")
     assert leftovers(tmp_path) == []
 
@@ -339,7 +324,7 @@ def test_a_unet_that_gives_nan_fails_the_render_naming_the_model(package, short_
     ],
 )
 def test_option_values_are_refused_before_anything_loads(flag, value, fragment, tmp_path):
-    result = runner.invoke(app, ["render", str(tmp_path / "missing.wav"), "--model", "no-such-package", flag, value])
+    result = render(tmp_path / "missing.wav", "--model", "no-such-package", flag, value)
     assert_refused(result, 2, fragment)  # exit 2, not the package's 4: nothing was loaded
 
 
@@ -456,45 +441,17 @@ def test_int8_without_any_writable_cache_is_one_sentence(package, short_wav, tmp
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
-    result = runner.invoke(
-        app,
-        [
-            "render",
-            str(short_wav),
-            "--model",
-            str(package),
-            "-o",
-            str(tmp_path / "x.mp4"),
-            "--precision",
-            "int8",
-            "-w",
-            "0",
-        ],
-    )
+    result = render(short_wav, "--model", package, "-o", tmp_path / "x.mp4", "--precision", "int8", "-w", "0")
     assert_refused(result, 4, "No cache folder can be written")
 
 
 def test_fp16_on_the_cpu_is_refused_before_converting(package, short_wav, tmp_path):
     pytest.importorskip("onnxconverter_common")
-    result = runner.invoke(
-        app,
-        [
-            "render",
-            str(short_wav),
-            "--model",
-            str(package),
-            "-o",
-            str(tmp_path / "x.mp4"),
-            "--precision",
-            "fp16",
-            "--device",
-            "cpu",
-            "-w",
-            "0",
-        ],
+    result = render(
+        short_wav, "--model", package, "-o", tmp_path / "x.mp4", "--precision", "fp16", "--device", "cpu", "-w", "0"
     )
     assert_refused(result, 5, "fp16 needs a CUDA or TensorRT device")
-    assert not list((package / "cache").glob("*fp16*")) if (package / "cache").exists() else True
+    assert not list(package.glob("cache/*fp16*"))
 
 
 def test_synthesised_packages_honour_the_umask(tmp_path):
