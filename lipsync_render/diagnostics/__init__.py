@@ -1,0 +1,1 @@
+"""`lipsync bench` (``bench``, ``bench_report``, ``host``) and `lipsync doctor` (``doctor``)."""

@@ -12,20 +12,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lipsync_render.runtimes.devices import cuda_driver_present, gpu_name
-from lipsync_render.runtimes.ort.sessions import CPU, CUDA, TENSORRT, available_providers
+from lipsync_render.runtimes.ort.sessions import CPU, CUDA, TENSORRT, available_providers, preload_gpu_libraries
 
 LOW_DISK_BYTES = 5 << 30
-# Sonames ONNX Runtime's CUDA provider loads (CUDA 12 / cuDNN 9 builds first; older and newer ones next).
-CUDA_LIBRARIES = {
-    "cudart": ("libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0", "libcudart.so", "cudart64_12.dll"),
-    "cublas": ("libcublas.so.12", "libcublas.so.13", "libcublas.so.11", "libcublas.so", "cublas64_12.dll"),
-    "cudnn": ("libcudnn.so.9", "libcudnn.so.8", "libcudnn.so", "cudnn64_9.dll"),
-}
-TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so", "nvinfer_10.dll")
-GPU_LIBRARIES_FIX = (
-    "pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA 12 and cuDNN 9 from PyPI), or install them "
-    "system-wide and add their lib folder to LD_LIBRARY_PATH"
-)
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.8")
+CUDNN_MAJOR = 9  # every onnxruntime-gpu from 1.19 on is built against cuDNN 9
+MINIMUM_DRIVER = {12: "525", 13: "580"}  # the NVIDIA driver branch each CUDA major version needs
+
+
+def built_cuda_version() -> str | None:
+    """The CUDA version the installed onnxruntime-gpu was built for ('13.0'), None for a CPU-only build."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return None
+    return getattr(build_and_package_info, "cuda_version", None) or None
+
+
+def cuda_libraries(cuda_version: str) -> dict[str, str]:
+    """The sonames the CUDA provider of a build for ``cuda_version`` loads."""
+    major = cuda_version.split(".")[0]
+    return {"cudart": f"libcudart.so.{major}", "cublas": f"libcublas.so.{major}", "cudnn": f"libcudnn.so.{CUDNN_MAJOR}"}
+
+
+def gpu_libraries_fix(cuda_version: str | None) -> str:
+    """How to get the libraries the installed build needs."""
+    if cuda_version is None:
+        return "pip install onnxruntime-gpu (this ONNX Runtime build has no CUDA provider)"
+    major = int(cuda_version.split(".")[0])
+    driver = MINIMUM_DRIVER.get(major, "a recent")
+    return (
+        f"pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA {major}.x and cuDNN {CUDNN_MAJOR} wheels from PyPI, "
+        f"found through onnxruntime.preload_dlls), or install CUDA {major}.x and cuDNN {CUDNN_MAJOR} system-wide "
+        f"on LD_LIBRARY_PATH; the NVIDIA driver must be r{driver} or newer"
+    )
 
 
 @dataclass
@@ -73,12 +93,16 @@ def report(checks: list[Check]) -> str:
 
 
 def tiny_model() -> bytes:
-    """A one-node ONNX model (y = x + x), serialized: enough to see which provider a session really gets."""
-    from onnx import TensorProto, helper
+    """A one-convolution ONNX model, serialized: a session on it shows which provider really runs, and a
+    convolution needs cuDNN on CUDA, as the UNet does (an elementwise node would not)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "doctor", [x], [y])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])
+    weight = numpy_helper.from_array(np.full((1, 1, 3, 3), 1 / 9, np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "doctor", [x], [y], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8  # readable by every ONNX Runtime this project supports
     return model.SerializeToString()
@@ -89,11 +113,13 @@ def session_providers(providers: list) -> tuple[list[str], str | None]:
     import numpy as np
     import onnxruntime as ort
 
+    if providers != [CPU]:
+        preload_gpu_libraries()  # exactly what a render does before its first GPU session
     options = ort.SessionOptions()
     options.log_severity_level = 4  # a provider that fails to load is what we report, not ORT's log
     try:
         session = ort.InferenceSession(tiny_model(), sess_options=options, providers=providers)
-        session.run(None, {"x": np.ones((1, 4), np.float32)})
+        session.run(None, {"x": np.ones((1, 1, 8, 8), np.float32)})
     except Exception as exc:  # ORT raises its own types for unloadable providers
         return [], str(exc).splitlines()[0][:200]
     return session.get_providers(), None
@@ -136,7 +162,7 @@ def check_cuda_provider(driver: bool) -> Check:
     if actual[:1] == [CUDA]:
         return Check("provider cuda", "ok", "a session really runs on CUDAExecutionProvider")
     why = f"session failed: {error}" if error else "ONNX Runtime fell back to the CPU"
-    return Check("provider cuda", "fail", f"the GPU is not usable ({why})", GPU_LIBRARIES_FIX)
+    return Check("provider cuda", "fail", f"the GPU is not usable ({why})", gpu_libraries_fix(built_cuda_version()))
 
 
 def check_tensorrt(driver: bool) -> Check:
@@ -153,7 +179,8 @@ def check_tensorrt(driver: bool) -> Check:
             "provider tensorrt",
             "warn",
             "TensorRT libraries (libnvinfer) not found; --device tensorrt cannot be used, cuda can",
-            "optional: pip install tensorrt-cu12 (matching ONNX Runtime's TensorRT)",
+            f"optional: pip install tensorrt-cu{(built_cuda_version() or '12').split('.')[0]} (the TensorRT this "
+            "ONNX Runtime was built against)",
         )
     actual, error = session_providers([TENSORRT, CUDA, CPU])
     if actual[:1] == [TENSORRT]:
@@ -171,27 +198,17 @@ def check_tensorrt(driver: bool) -> Check:
 
 
 def first_loadable(names: tuple[str, ...]) -> str | None:
-    """The first library name ctypes can load (the system's search path, then the nvidia pip packages)."""
+    """The first library that loads by its name alone, after the same preloading a render does: what ONNX
+    Runtime will find, never a file loaded by its path that it would not."""
+    if cuda_driver_present():  # a render preloads only where a GPU session is planned
+        preload_gpu_libraries()
     for name in names:
-        for candidate in (name, *pip_library_paths(name)):
-            try:
-                ctypes.CDLL(candidate)
-                return name
-            except OSError:
-                continue
+        try:
+            ctypes.CDLL(name)
+            return name
+        except OSError:
+            continue
     return None
-
-
-def pip_library_paths(soname: str) -> list[str]:
-    """Where the nvidia-* and tensorrt wheels put a library (ONNX Runtime finds them there too)."""
-    import site
-
-    roots = [Path(p) for p in (*site.getsitepackages(), site.getusersitepackages())]
-    found = []
-    for root in roots:
-        for pattern in (f"nvidia/*/lib/{soname}", f"tensorrt_libs/{soname}"):
-            found += [str(p) for p in root.glob(pattern)]
-    return found
 
 
 def check_driver(driver: bool) -> Check:
@@ -206,19 +223,25 @@ def check_driver(driver: bool) -> Check:
 
 
 def check_cuda_libraries(driver: bool) -> Check:
-    loaded = {role: first_loadable(names) for role, names in CUDA_LIBRARIES.items()}
-    missing = [role for role, name in loaded.items() if name is None]
+    version = built_cuda_version()
+    if version is None:
+        return Check("cuda libraries", "warn", "this ONNX Runtime build has no CUDA provider", gpu_libraries_fix(None))
+    wanted = cuda_libraries(version)
+    loaded = {role: first_loadable((name,)) for role, name in wanted.items()}
+    missing = [wanted[role] for role, name in loaded.items() if name is None]
     if not missing:
-        return Check("cuda libraries", "ok", ", ".join(loaded.values()))
-    detail = f"not found: {', '.join(f'lib{role}' for role in missing)}"
+        return Check("cuda libraries", "ok", f"{', '.join(loaded.values())} (onnxruntime-gpu built for CUDA {version})")
+    detail = f"not found: {', '.join(missing)} (onnxruntime-gpu is built for CUDA {version})"
     if not driver:
         return Check(
             "cuda libraries",
             "warn",
             detail + " (not needed without a GPU)",
-            "nothing to do on a CPU machine; on a GPU machine " + GPU_LIBRARIES_FIX,
+            "nothing to do on a CPU machine; on a GPU machine " + gpu_libraries_fix(built_cuda_version()),
         )
-    return Check("cuda libraries", "fail", detail + ": ONNX Runtime cannot use the GPU", GPU_LIBRARIES_FIX)
+    return Check(
+        "cuda libraries", "fail", detail + ": ONNX Runtime cannot use the GPU", gpu_libraries_fix(built_cuda_version())
+    )
 
 
 # ------------------------------------------------------------------------------------ video
@@ -234,11 +257,11 @@ def check_pyav() -> Check:
 
 
 def check_encoder(codec: str, driver: bool) -> Check:
-    from lipsync_render.media.video import encoder_opens
+    from lipsync_render.media.video import PROBE_SIZE, encoder_opens
 
     name = f"encoder {codec}"
     if encoder_opens(codec):
-        return Check(name, "ok", "opens a 256x144 yuv420p stream")
+        return Check(name, "ok", f"opens a {PROBE_SIZE[0]}x{PROBE_SIZE[1]} yuv420p stream with the writer's options")
     if codec == "libx264":
         return Check(
             name,

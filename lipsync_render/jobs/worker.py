@@ -56,7 +56,7 @@ class JobWorker:
             job.output.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_partials(sidecar_path(job.output))
             result = renderer.render(job.audio, job.output, job.render)
-            write_sidecar(job, result, renderer.package.checksum, renderer.video_codec)
+            write_sidecar(job, result, renderer.package.checksum, result.video_codec)
         except LipsyncError as exc:
             return JobResult.for_job(job, status="error", error=str(exc), host=host)
         except OSError as exc:

@@ -20,27 +20,40 @@ AUDIO_BLOCK = 4096
 ENCODERS = {"libx264": "libx264", "nvenc": "h264_nvenc"}  # --video-encoder values -> FFmpeg encoders
 
 
-def encoder_opens(codec: str) -> bool:
-    """Whether FFmpeg can really open this H.264 encoder here (NVENC needs a GPU and driver)."""
+def codec_options(codec: str, options: RenderOptions, threads: int = 0) -> dict[str, str]:
+    """FFmpeg encoder options for the render options: x264's CRF and preset, or NVENC's constant quality."""
+    if codec == "libx264":
+        return {"crf": str(options.crf), "preset": options.preset, **({"threads": str(threads)} if threads else {})}
+    return {"preset": "p4", "cq": str(options.crf)}
+
+
+PROBE_SIZE = (1280, 720)
+
+
+def encoder_opens(codec: str, width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]) -> bool:
+    """Whether FFmpeg can really open this H.264 encoder here at this size, with the options the writer uses
+    (NVENC needs a GPU and driver, and a free session; old drivers refuse large frames)."""
     try:
         context = av.CodecContext.create(codec, "w")
-        context.width, context.height, context.pix_fmt = 256, 144, "yuv420p"
+        context.width, context.height, context.pix_fmt = width, height, "yuv420p"
         context.time_base = Fraction(1, 25)
+        context.options = codec_options(codec, RenderOptions())
         context.open()
         return True
     except (av.FFmpegError, ValueError, OSError):
         return False
 
 
-def select_video_encoder(name: str = "auto") -> str:
-    """The FFmpeg encoder for auto, libx264 or nvenc; an explicit nvenc that cannot open is an error."""
+def select_video_encoder(name: str = "auto", width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]) -> str:
+    """The FFmpeg encoder for auto, libx264 or nvenc at a frame size; an explicit nvenc that cannot open is an
+    error, ``auto`` takes NVENC only when it really opens."""
     from lipsync_render.errors import DeviceError
 
     if name == "auto":
-        return "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
+        return "h264_nvenc" if encoder_opens("h264_nvenc", width, height) else "libx264"
     if name not in ENCODERS:
         raise DeviceError(f"Unknown video encoder '{name}': use auto, libx264 or nvenc.")
-    if not encoder_opens(ENCODERS[name]):
+    if not encoder_opens(ENCODERS[name], width, height):
         raise DeviceError(f"The {ENCODERS[name]} encoder cannot be opened on this machine (no NVIDIA GPU or driver?).")
     return ENCODERS[name]
 
@@ -86,13 +99,7 @@ class VideoTarget:
     audio_path: Path | None = None  # muxed as AAC; None writes video only
     codec: str = "libx264"  # an FFmpeg encoder name (select_video_encoder)
     threads: int = 0  # libx264 threads, 0: x264's own choice
-
-
-def codec_options(codec: str, options: RenderOptions, threads: int = 0) -> dict[str, str]:
-    """FFmpeg encoder options for the render options: x264's CRF and preset, or NVENC's constant quality."""
-    if codec == "libx264":
-        return {"crf": str(options.crf), "preset": options.preset, **({"threads": str(threads)} if threads else {})}
-    return {"preset": "p4", "cq": str(options.crf)}
+    fallback_codec: str | None = None  # what to open instead when ``codec`` fails to open (NVENC chosen by auto)
 
 
 class VideoWriter:
@@ -103,10 +110,15 @@ class VideoWriter:
         self.fps = target.fps
         self.width, self.height = target.width, target.height
         self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
-        self.video = self.container.add_stream(target.codec, rate=target.fps)
-        self.video.width, self.video.height, self.video.pix_fmt = target.width, target.height, "yuv420p"
-        self.video.codec_context.time_base = Fraction(1, target.fps)
-        self.video.options = codec_options(target.codec, options, target.threads)
+        try:
+            self.video = self.container.add_stream(target.codec, rate=target.fps)
+            self.video.width, self.video.height, self.video.pix_fmt = target.width, target.height, "yuv420p"
+            self.video.codec_context.time_base = Fraction(1, target.fps)
+            self.video.options = codec_options(target.codec, options, target.threads)
+            self.video.codec_context.open()  # now, so an encoder that cannot open fails here, not at frame one
+        except BaseException:
+            self.container.close()
+            raise
         self.frames_written = 0
         self.audio_track = AudioTrack(target.audio_path) if target.audio_path is not None else None
         self.audio_written = 0

@@ -12,10 +12,11 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
+from dataclasses import replace
 from multiprocessing import shared_memory
 
 from lipsync_render.errors import RenderError
-from lipsync_render.media.video import VideoTarget
+from lipsync_render.media.video import VideoTarget, VideoWriter
 from lipsync_render.options import RenderOptions
 from lipsync_render.render.child_process import start_as_helper
 from lipsync_render.render.frame_ring import RingLayout
@@ -76,8 +77,6 @@ class VideoEncoderProcess:
 
 def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
     """The encoder process: attach to the ring, then handle requests until told to exit."""
-    from lipsync_render.media.video import VideoWriter
-
     start_as_helper()
     ring = shared_memory.SharedMemory(name=ring_name)
     _, frames = layout.views(ring.buf)
@@ -89,7 +88,7 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
         try:
             if kind == "open":
                 (target, options), busy = value, 0.0
-                writer = VideoWriter(target, options)
+                writer = _open_writer(target, options, lambda message, run=run: replies.put((run, "warning", message)))
             elif kind == "frame":
                 if writer is not None:  # after an error or abort, frames only come back
                     start = time.perf_counter()
@@ -115,6 +114,20 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
                 replies.put((run, "released", value))
     del frames
     ring.close()
+
+
+def _open_writer(target: VideoTarget, options: RenderOptions, warn) -> VideoWriter:
+    """The writer for ``target``; an automatically chosen NVENC that fails to open here (session limits, an old
+    driver at this size) gives way to its fallback, with a warning."""
+    import av
+
+    try:
+        return VideoWriter(target, options)
+    except (av.FFmpegError, ValueError) as exc:
+        if target.fallback_codec is None:
+            raise
+        warn(f"{target.codec} could not be opened ({exc}); encoding with {target.fallback_codec} instead.")
+        return VideoWriter(replace(target, codec=target.fallback_codec, fallback_codec=None), options)
 
 
 def _describe(exc: Exception, target: VideoTarget | None) -> str:

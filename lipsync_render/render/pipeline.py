@@ -15,6 +15,7 @@ finished I420 frames into it and the video encoder process reads them from it, s
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -46,6 +47,8 @@ from lipsync_render.render.scheduling import lower_thread_priority
 
 if TYPE_CHECKING:
     from lipsync_render.render.renderer import Renderer
+
+log = logging.getLogger(__name__)
 
 
 class RenderRun:
@@ -108,7 +111,9 @@ class RenderRun:
             self.audio_path,
             self.renderer.video_codec,
             self.renderer.options.encoder_threads,
+            fallback_codec="libx264" if self.renderer.options.video_encoder == "auto" else None,
         )
+        self.video_codec = target.codec
         try:
             encoder.open(self.run_id, target, self.options)
             for thread in threads:
@@ -147,6 +152,7 @@ class RenderRun:
             first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
             backend=self.renderer.backend.name,
+            video_codec=self.video_codec,
             providers=self.renderer.providers,
         )
 
@@ -265,6 +271,9 @@ class RenderRun:
                 return
             elif kind == "aborted":
                 return
+            elif kind == "warning":  # NVENC gave way to libx264 for this file
+                log.warning(value)
+                self.video_codec = "libx264"
             elif kind == "error" and self.failure is None:
                 self.failure = RenderError(value)
                 self.cancel.set()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
-from lipsync_render.errors import RenderError
+from lipsync_render.errors import DeviceError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.video import select_video_encoder
 from lipsync_render.options import RenderOptions, SessionOptions, split_options
@@ -22,6 +24,8 @@ from lipsync_render.render.result import RenderResult
 from lipsync_render.render.scheduling import call_at_low_priority, quick_gil_handoff
 from lipsync_render.runtimes import get_backend
 
+log = logging.getLogger(__name__)
+
 
 class Renderer:
     """Holds a package, its models, the compositing pool and the video encoder; renders any number of files.
@@ -32,18 +36,16 @@ class Renderer:
 
     def __init__(self, model: str | os.PathLike | Package, options: SessionOptions | None = None):
         start = time.perf_counter()
-        options = options or SessionOptions()
-        self.backend = get_backend(options.backend)
-        self.options = options.resolve(self.backend.planned_device(options.device))
+        self.requested = options or SessionOptions()
+        self.backend = get_backend(self.requested.backend)
+        self.planned_device = self.backend.planned_device(self.requested.device)
+        self.options = self.requested.resolve(self.planned_device)
         self.package = model if isinstance(model, Package) else load_package(model)
-        self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
-        self.pool = CompositingPool(
-            self.package.frames_path, self.package.width, self.package.height, self.slots, self.options.workers
-        )  # worker processes start while the models load
-        self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
         self.renders = 0
         self.pool_broken = False
+        self.pool = self.video_encoder = None
         try:
+            self._start_helpers()  # worker processes start while the models load
             self._load_models()
             self.pool.wait_ready()
         except BaseException:
@@ -51,21 +53,51 @@ class Renderer:
             raise
         self.load_seconds = time.perf_counter() - start
 
+    def _start_helpers(self) -> None:
+        """The compositing pool, its shared ring and the video encoder process, sized by the options."""
+        self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
+        self.pool = CompositingPool(
+            self.package.frames_path, self.package.width, self.package.height, self.slots, self.options.workers
+        )
+        self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
+
     def _load_models(self) -> None:
-        """The UNet (its threads at low priority) and the audio encoder, the video codec, GPU warm-up."""
-        self.unet = call_at_low_priority(self.backend.load, self.package, UNET, self.options)
-        self.video_codec = select_video_encoder(self.options.video_encoder)
+        """The UNet (warmed up on a GPU), settings for the device it really runs on, the audio encoder, the codec."""
+        planned = self.options
+        self.unet = self._load_unet(planned)
+        if self.unet.device != self.planned_device:
+            self.options = settings_for_device(self.requested, self.unet.device)
+            if (self.options.batch_size, self.options.workers) != (planned.batch_size, planned.workers):
+                self.close()  # sized for a GPU that is not there: resize the pool and ring, reload at the CPU batch
+                self._start_helpers()
+                self.unet = self._load_unet(self.options)
+        self.video_codec = select_video_encoder(self.options.video_encoder, self.package.width, self.package.height)
         self.audio_encoder = self.backend.load(self.package, AUDIO_ENCODER, self.options)
-        if self.unet.device != "cpu":
-            self.unet.warm_up()  # engine builds, cuDNN autotuning and graph capture happen here, not mid-render
+
+    def _load_unet(self, options: SessionOptions):
+        """The UNet, its threads at low priority; on a GPU warmed up now (engine builds, autotuning, graph capture),
+        not mid-render. A GPU that fails there under ``--device auto`` gives way to the CPU, and says so."""
+        unet = call_at_low_priority(self.backend.load, self.package, UNET, options)
+        if unet.device == "cpu":
+            return unet
+        try:
+            unet.warm_up()
+        except DeviceError as exc:
+            if self.requested.device != "auto":
+                raise
+            log.warning("%s Rendering on the CPU with CPU settings instead.", str(exc).rstrip("."))
+            return call_at_low_priority(self.backend.load, self.package, UNET, replace(options, device="cpu"))
+        return unet
 
     @property
     def providers(self) -> list[str]:
         return self.unet.providers
 
     def close(self) -> None:
-        self.video_encoder.close()
-        self.pool.close()
+        if self.video_encoder is not None:
+            self.video_encoder.close()
+        if self.pool is not None:
+            self.pool.close()
 
     def __enter__(self) -> Renderer:
         return self
@@ -98,6 +130,14 @@ class Renderer:
         )
         with quick_gil_handoff():
             return run.execute()
+
+
+def settings_for_device(requested: SessionOptions, device_kind: str) -> SessionOptions:
+    """The automatic settings for the device the models really run on; a CPU fallback under ``auto`` also loads
+    the rest on the CPU. Explicit values are kept."""
+    if device_kind == "cpu" and requested.device == "auto":
+        requested = replace(requested, device="cpu")
+    return requested.resolve(device_kind)
 
 
 def render(audio: str | os.PathLike, model: str | os.PathLike, output: str | os.PathLike, **options) -> RenderResult:

@@ -21,6 +21,7 @@ class RenderResult:
     first_frame_seconds: float = 0.0  # from the render call to the first encoded frame
     seconds: dict[str, float] = field(default_factory=dict)  # busy seconds per stage, and "total" wall seconds
     backend: str = ""  # the inference runtime used
+    video_codec: str = ""  # the FFmpeg encoder that wrote the file
     providers: list[str] = field(default_factory=list)  # what it really ran on
 
     def to_dict(self) -> dict:

@@ -1,0 +1,1 @@
+"""Synthetic packages: true-architecture ONNX graphs (``architectures``), constructed weights, the avatar."""

@@ -39,22 +39,32 @@ class OnnxRuntimeBackend:
 
     def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> OrtModel:
         if contract is not UNET:  # the audio encoder is light: one thread, fp32, plain runs
-            session = make_session(package.audio_encoder_path, options.device, 1)
+            session = make_session(package.audio_encoder_path, audio_encoder_device(options.device), 1)
             return OrtModel(session, contract, AUDIO_ENCODER_BATCH, bind_buffers=False, path=package.audio_encoder_path)
         from lipsync_render.runtimes.ort.variants import engine_cache_dir, unet_for_precision
 
-        if options.precision == "fp16" and planned_device(options.device) == "cpu":  # before converting anything
+        device = planned_device(options.device)
+        if options.precision == "fp16" and device == "cpu":  # before converting anything
             raise DeviceError(FP16_NEEDS_GPU)
-        path = unet_for_precision(package, options.precision)
+        # TensorRT builds its own fp16 engine from the fp32 graph; the other providers run a converted model.
+        on_tensorrt = device == "tensorrt"
+        path = package.unet_path if on_tensorrt else unet_for_precision(package, options.precision)
         session = make_session(
             path,
             options.device,
             options.threads or default_threads(),
-            engine_cache_dir(package, path, options.device),
+            engine_cache_dir(package, path, options.device, options.precision),
             options.cuda_graph,
+            fp16=on_tensorrt and options.precision == "fp16",
         )
         check_precision(options.precision, session)
         return OrtModel(session, contract, options.batch_size or 1, path=package.unet_path)
+
+
+def audio_encoder_device(device: str) -> str:
+    """The audio encoder runs on CUDA when the UNet runs on TensorRT: its batches vary in length (the last chunk
+    is short), and TensorRT would rebuild an engine for each new shape mid-render."""
+    return device.replace("tensorrt", "cuda")
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.contract import ModelContract
+from lipsync_render.errors import DeviceError
 from lipsync_render.runtimes.ort.sessions import CUDA, TENSORRT, execution_device
 
 
@@ -82,8 +83,27 @@ class OrtModel:
         return self.buffers[-1].numpy()
 
     def warm_up(self) -> None:
-        """One full-size run on zeros: allocation, kernel choice and TensorRT engine builds happen now."""
-        self.run(*(np.zeros((self.batch_size, *shape), np.float32) for shape in self.contract.inputs))
+        """One full-size run on zeros: allocation, kernel choice, TensorRT engine builds and graph capture happen
+        now; what fails here (a missing cuDNN, too little GPU memory, a capture error) is one DeviceError sentence."""
+        try:
+            self.run(*(np.zeros((self.batch_size, *shape), np.float32) for shape in self.contract.inputs))
+        except Exception as exc:  # ONNX Runtime raises its own Fail/RuntimeException types
+            raise DeviceError(warm_up_failure(exc, self.contract.label, self.device, self.batch_size)) from None
+
+
+def warm_up_failure(exc: Exception, label: str, device: str, batch_size: int) -> str:
+    """One sentence for a failure of the first GPU run, with the likely fix."""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if "out of memory" in lowered or "cudaerrormemoryallocation" in lowered or "failed to allocate" in lowered:
+        hint = f"the GPU ran out of memory at batch {batch_size}; try a smaller --batch-size"
+    elif "cudnn" in lowered:
+        hint = "cuDNN is missing or does not match this ONNX Runtime build; run 'lipsync doctor'"
+    elif "graph" in lowered and "captur" in lowered:
+        hint = "CUDA graph capture failed; render without --cuda-graph"
+    else:
+        hint = "run 'lipsync doctor' to check the CUDA libraries"
+    return f"The {label} could not run on {device} ({hint}): {text[:200]}."
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:

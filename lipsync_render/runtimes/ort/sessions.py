@@ -6,8 +6,11 @@ is checked with ``session.get_providers()`` after creation.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import sys
 from pathlib import Path
 
 from lipsync_render.errors import DeviceError
@@ -27,11 +30,21 @@ def available_providers() -> list[str]:
 
 
 def provider_plan(
-    request: DeviceRequest, available: list[str], driver: bool, cache_dir: Path | None = None, cuda_graph: bool = False
+    request: DeviceRequest,
+    available: list[str],
+    driver: bool,
+    cache_dir: Path | None = None,
+    cuda_graph: bool = False,
+    fp16: bool = False,
 ) -> list:
-    """The providers to ask ONNX Runtime for, most preferred first (CPU always last)."""
+    """The providers to ask ONNX Runtime for, most preferred first (CPU always last).
+
+    ``cuda_graph`` goes to whichever provider owns the nodes: the CUDA provider's ``enable_cuda_graph``, or under
+    TensorRT its own ``trt_cuda_graph_enable`` (the CUDA one cannot capture nodes TensorRT runs). TensorRT builds
+    fp16 engines only when ``fp16`` was asked for, so an fp32 request stays fp32.
+    """
     cuda_options = {"device_id": request.index}
-    if cuda_graph:
+    if cuda_graph and request.kind != "tensorrt":
         cuda_options["enable_cuda_graph"] = "1"  # replays one captured graph; needs IOBinding (OrtModel)
     cuda = (CUDA, cuda_options)
     if request.kind == "cpu":
@@ -48,7 +61,9 @@ def provider_plan(
         return [cuda, CPU]
     if TENSORRT not in available or not driver:
         raise DeviceError("TensorRT was requested but the TensorRT provider or an NVIDIA driver is not available here.")
-    trt_options = {"device_id": request.index, "trt_fp16_enable": True, "trt_engine_cache_enable": True}
+    trt_options = {"device_id": request.index, "trt_fp16_enable": fp16, "trt_engine_cache_enable": True}
+    if cuda_graph:
+        trt_options["trt_cuda_graph_enable"] = True
     if cache_dir is not None:
         trt_options["trt_engine_cache_path"] = str(cache_dir)
     return [(TENSORRT, trt_options), cuda, CPU]
@@ -73,13 +88,20 @@ def check_providers(request: DeviceRequest, plan: list, actual: list[str], model
 
 
 def make_session(
-    model: Path, device: str = "auto", threads: int = 0, cache_dir: Path | None = None, cuda_graph: bool = False
+    model: Path,
+    device: str = "auto",
+    threads: int = 0,
+    cache_dir: Path | None = None,
+    cuda_graph: bool = False,
+    fp16: bool = False,
 ):
     """An InferenceSession on the requested device, verified to really run there."""
     import onnxruntime as ort
 
     request = DeviceRequest.parse(device)
-    plan = provider_plan(request, available_providers(), cuda_driver_present(), cache_dir, cuda_graph)
+    plan = provider_plan(request, available_providers(), cuda_driver_present(), cache_dir, cuda_graph, fp16)
+    if plan[0] != CPU:
+        preload_gpu_libraries()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
@@ -100,6 +122,22 @@ def make_session(
 
 
 FP16_NEEDS_GPU = "fp16 needs a CUDA or TensorRT device; on the CPU use --precision int8 or fp32."
+
+
+@functools.cache
+def preload_gpu_libraries() -> None:
+    """Load the CUDA and cuDNN libraries the installed onnxruntime-gpu was built for, from the nvidia-* pip
+    packages when they are there (``onnxruntime.preload_dlls``); without this ONNX Runtime finds only system-wide
+    installs and quietly falls back to the CPU. What it prints goes to stderr, so stdout stays JSON-clean."""
+    import onnxruntime as ort
+
+    if not hasattr(ort, "preload_dlls"):  # older builds: only the system's search path
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # a missing library is reported when the session falls back, not here
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def check_precision(precision: str, session) -> None:

@@ -18,7 +18,7 @@ from lipsync_render.options import PRECISIONS
 from lipsync_render.package import Package, sha256_file
 from lipsync_render.package.cache import cache_dir
 from lipsync_render.runtimes.calibration import calibration_inputs
-from lipsync_render.runtimes.devices import DeviceRequest, gpu_name
+from lipsync_render.runtimes.devices import DeviceRequest, nvidia_smi
 
 RECIPE_VERSION = 1
 
@@ -37,15 +37,69 @@ def unet_for_precision(package: Package, precision: str) -> Path:
     return target
 
 
-def engine_cache_dir(package: Package, model: Path, device: str) -> Path | None:
-    """TensorRT engine cache for a model on this GPU: keyed by the model's hash and the GPU's name."""
+def engine_cache_dir(package: Package, model: Path, device: str, precision: str = "fp32") -> Path | None:
+    """TensorRT engine cache for a model on this GPU: a folder per engine key (see :func:`engine_key`)."""
     if not device.startswith("tensorrt"):
         return None
-    gpu = gpu_name(DeviceRequest.parse(device).index) or "unknown-gpu"
-    slug = "".join(c if c.isalnum() else "-" for c in gpu).strip("-").lower()
-    path = cache_dir(package) / "tensorrt" / f"{sha256_file(model)[:16]}-{slug}"
+    path = (
+        cache_dir(package)
+        / "tensorrt"
+        / engine_key(
+            sha256_file(model),
+            gpu_identity(DeviceRequest.parse(device).index),
+            tensorrt_version(),
+            ort_version(),
+            precision,
+        )
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def engine_key(model_sha256: str, gpu: str, tensorrt: str, onnxruntime: str, precision: str) -> str:
+    """An engine is only valid for one model, GPU, TensorRT and ONNX Runtime build and precision."""
+    parts = [model_sha256[:16], gpu, f"trt{tensorrt}", f"ort{onnxruntime}", precision]
+    return "-".join("".join(c if c.isalnum() or c == "." else "_" for c in part).lower() for part in parts)
+
+
+def gpu_identity(cuda_index: int, visible: str | None = None, query=None) -> str:
+    """The UUID of the GPU that CUDA calls ``cuda_index``: CUDA numbers only the devices in
+    ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs), while nvidia-smi numbers all of them."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    rows = [line.split(", ") for line in (query or nvidia_smi)("index,uuid")]
+    uuids = {index.strip(): uuid.strip() for index, uuid in (row for row in rows if len(row) == 2)}
+    if visible:
+        entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+        if cuda_index < len(entries):
+            entry = entries[cuda_index]
+            return uuids.get(entry) or next((u for u in uuids.values() if u.startswith(entry)), entry)
+        return "unknown-gpu"
+    return uuids.get(str(cuda_index), "unknown-gpu")
+
+
+def tensorrt_version() -> str:
+    """The TensorRT library version (from its Python package, else libnvinfer itself), or 'unknown'."""
+    try:
+        import tensorrt
+
+        return tensorrt.__version__
+    except ImportError:
+        pass
+    import ctypes
+
+    for name in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
+        try:
+            version = ctypes.CDLL(name).getInferLibVersion()  # major * 1000 + minor * 100 + patch (TensorRT 8-10)
+            return f"{version // 1000}.{version // 100 % 10}.{version % 100}"
+        except (OSError, AttributeError):
+            continue
+    return "unknown"
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def _write_atomically(target: Path, build) -> None:
