@@ -225,6 +225,8 @@ def render_command(
     reporter = ProgressReporter(enabled=not quiet)
     failures = 0
     with Renderer(model, session) as renderer:
+        if renderer.precision_choice is not None and not quiet:
+            typer.echo(f"precision auto: {renderer.precision_choice.describe()}", err=True)
         for path, target in zip(audio, targets):
             frames_dir = per_render.frames_dir
             this_render = (

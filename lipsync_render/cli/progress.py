@@ -41,7 +41,7 @@ class ProgressReporter:
             if self.enabled:
                 self.console.print(
                     f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio, "
-                    f"{result.fps:.1f} fps ({result.backend} on {', '.join(result.providers)})",
+                    f"{result.fps:.1f} fps ({result.backend} {result.precision} on {', '.join(result.providers)})",
                     markup=False,
                     soft_wrap=True,
                 )

@@ -27,10 +27,15 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def job_identity(job: Job, package_checksum: str, video_codec: str, backend: str) -> dict:
+def job_identity(job: Job, package_checksum: str, video_codec: str, backend: str, precision: str) -> dict:
     """What a finished output must have been made from for a rerun to keep it: automatic choices as resolved
-    (an NVENC rerun of an x264 file is not the same output)."""
-    options = {**output_affecting(job.session, job.render), "video_encoder": video_codec, "backend": backend}
+    (an NVENC rerun of an x264 file is not the same output, nor a bf16 one of an fp32 file)."""
+    options = {
+        **output_affecting(job.session, job.render),
+        "video_encoder": video_codec,
+        "backend": backend,
+        "precision": precision,
+    }
     return {
         "input_sha256": sha256_file(job.audio),
         "package_checksum": package_checksum,
@@ -43,7 +48,7 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_c
     """Record what made ``job.output`` beside it; atomic, and only once the MP4 is in place."""
     record = {
         "tool": "lipsync-render",
-        **job_identity(job, package_checksum, video_codec, result.backend),
+        **job_identity(job, package_checksum, video_codec, result.backend, result.precision),
         "input": str(job.audio),
         "model": job.model,
         "output": str(job.output),
@@ -77,12 +82,32 @@ def is_done(job: Job) -> bool:
         if record.get("output_bytes") != job.output.stat().st_size:
             return False
         checksum = sha256_file(resolve_package_path(job.model) / MANIFEST)
-        expected = job_identity(job, checksum, *resolved_choices(job.session.video_encoder, job.session.backend))
+        resolved = resolved_session(job)
+        if resolved is None:
+            return False
+        codec = resolved_choices(job.session.video_encoder, resolved.backend)
+        expected = job_identity(job, checksum, *codec, resolved.precision)
         return all(record.get(key) == value for key, value in expected.items()) and record.get(
             "output_sha256"
         ) == sha256_file(job.output)
     except (OSError, ValueError, LipsyncError):
         return False  # unreadable sidecar, missing input or package: render it and let that report the problem
+
+
+def resolved_session(job: Job):
+    """The job's session options with ``--precision auto`` as it was chosen (from the cache; None if unknown)."""
+    from dataclasses import replace
+
+    if job.session.precision != "auto":
+        return job.session
+    from lipsync_render.package import load_package
+    from lipsync_render.runtimes import get_backend
+    from lipsync_render.runtimes.precision_choice import cached_choice
+
+    if get_backend(job.session.backend).planned_device(job.session.device) != "cpu":
+        return replace(job.session, precision="fp32")  # as Renderer resolves auto on a GPU
+    choice = cached_choice(load_package(job.model, verify_checksums=False), job.session)
+    return None if choice is None else replace(job.session, backend=choice.backend, precision=choice.precision)
 
 
 @functools.cache

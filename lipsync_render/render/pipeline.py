@@ -152,6 +152,8 @@ class RenderRun:
             first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
             backend=self.renderer.backend.name,
+            precision=self.renderer.options.precision,
+            precision_choice=choice.describe() if (choice := self.renderer.precision_choice) else None,
             video_codec=self.video_codec,
             providers=self.renderer.providers,
         )

@@ -23,6 +23,7 @@ from lipsync_render.render.pipeline import RenderRun
 from lipsync_render.render.result import RenderResult
 from lipsync_render.render.scheduling import call_at_low_priority, quick_gil_handoff
 from lipsync_render.runtimes import get_backend
+from lipsync_render.runtimes.precision_choice import choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,12 @@ class Renderer:
 
     def __init__(self, model: str | os.PathLike | Package, options: SessionOptions | None = None):
         start = time.perf_counter()
-        self.requested = options or SessionOptions()
+        self.package = model if isinstance(model, Package) else load_package(model)
+        self.precision_choice = None
+        self.requested = self._fixed_precision(options or SessionOptions())
         self.backend = get_backend(self.requested.backend)
         self.planned_device = self.backend.planned_device(self.requested.device)
         self.options = self.requested.resolve(self.planned_device)
-        self.package = model if isinstance(model, Package) else load_package(model)
         self.renders = 0
         self.pool_broken = False
         self.pool = self.video_encoder = None
@@ -52,6 +54,15 @@ class Renderer:
             self.close()
             raise
         self.load_seconds = time.perf_counter() - start
+
+    def _fixed_precision(self, requested: SessionOptions) -> SessionOptions:
+        """``--precision auto``: on the CPU the measured choice of backend and precision, on a GPU fp32."""
+        if requested.precision != "auto":
+            return requested
+        if get_backend(requested.backend).planned_device(requested.device) != "cpu":
+            return replace(requested, precision="fp32")
+        self.precision_choice = choose_precision(self.package, requested, on_progress=log.info)
+        return replace(requested, backend=self.precision_choice.backend, precision=self.precision_choice.precision)
 
     def _start_helpers(self) -> None:
         """The compositing pool, its shared ring and the video encoder process, sized by the options."""

@@ -21,6 +21,8 @@ class RenderResult:
     first_frame_seconds: float = 0.0  # from the render call to the first encoded frame
     seconds: dict[str, float] = field(default_factory=dict)  # busy seconds per stage, and "total" wall seconds
     backend: str = ""  # the inference runtime used
+    precision: str = ""  # the UNet precision used (what --precision auto chose)
+    precision_choice: str | None = None  # with --precision auto: the choice and its PSNR and speed
     video_codec: str = ""  # the FFmpeg encoder that wrote the file
     providers: list[str] = field(default_factory=list)  # what it really ran on
 

@@ -60,7 +60,7 @@ def precision_psnr(package: Package, precision: str, frames: int = 8, backend: s
     from lipsync_render.runtimes import get_backend
 
     runtime = get_backend(backend)
-    reference = runtime.load(package, UNET, SessionOptions(device="cpu"))
+    reference = runtime.load(package, UNET, SessionOptions(device="cpu", precision="fp32"))
     variant = runtime.load(package, UNET, SessionOptions(device="cpu", precision=precision))
     outputs = [(reference.run(*feed), variant.run(*feed)) for feed in calibration_inputs(package, frames, seed=1)]
     return psnr(np.concatenate([a for a, _ in outputs]), np.concatenate([b for _, b in outputs]))

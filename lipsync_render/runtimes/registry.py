@@ -2,5 +2,6 @@
 
 BACKENDS = {
     "onnxruntime": "lipsync_render.runtimes.ort",
+    "openvino": "lipsync_render.runtimes.openvino",
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)

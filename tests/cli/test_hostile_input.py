@@ -330,7 +330,14 @@ def test_option_values_are_refused_before_anything_loads(flag, value, fragment, 
 
 def test_help_shows_the_choices():
     result = runner.invoke(app, ["render", "--help"], env={"COLUMNS": "250"})
-    for choices in ("fp32|fp16|int8", "pingpong|forward", "auto|libx264|nvenc", "jpg|png", "veryfast"):
+    for choices in (
+        "auto|fp32|fp16|bf16|int8",
+        "auto|onnxruntime|openvino",
+        "pingpong|forward",
+        "auto|libx264|nvenc",
+        "jpg|png",
+        "veryfast",
+    ):
         assert choices in result.stdout
 
 
@@ -437,6 +444,7 @@ def test_skip_existing_notices_a_changed_output_of_the_same_size(tiny_package, s
 
 
 def test_int8_without_any_writable_cache_is_one_sentence(package, short_wav, tmp_path, monkeypatch):
+    shutil.rmtree(package / "cache", ignore_errors=True)
     (package / "cache").write_text("a file where the cache folder would go")
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("")

@@ -46,6 +46,11 @@ class OnnxRuntimeBackend:
         device = planned_device(options.device)
         if options.precision == "fp16" and device == "cpu":  # before converting anything
             raise DeviceError(FP16_NEEDS_GPU)
+        if options.precision not in ("fp32", "fp16", "int8"):
+            raise DeviceError(
+                f"ONNX Runtime does not run {options.precision} here; use --backend openvino for "
+                "bf16, or --precision auto to let the measurement choose."
+            )
         # TensorRT builds its own fp16 engine from the fp32 graph; the other providers run a converted model.
         on_tensorrt = device == "tensorrt"
         path = package.unet_path if on_tensorrt else unet_for_precision(package, options.precision)

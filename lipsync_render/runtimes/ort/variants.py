@@ -14,19 +14,19 @@ import tempfile
 from pathlib import Path
 
 from lipsync_render.errors import LipsyncError
-from lipsync_render.options import PRECISIONS
 from lipsync_render.package import Package, sha256_file
 from lipsync_render.package.cache import cache_dir
 from lipsync_render.runtimes.calibration import calibration_inputs
 from lipsync_render.runtimes.devices import DeviceRequest, nvidia_smi
 
 RECIPE_VERSION = 1
+ORT_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def unet_for_precision(package: Package, precision: str) -> Path:
     """The UNet file to load for a precision, building and caching it on first use."""
-    if precision not in PRECISIONS:
-        raise LipsyncError(f"Unknown precision '{precision}': use fp32, fp16 or int8.")
+    if precision not in ORT_PRECISIONS:
+        raise LipsyncError(f"Unknown precision '{precision}' for ONNX Runtime: use fp32, fp16 or int8.")
     if precision == "fp32":
         return package.unet_path
     digest = sha256_file(package.unet_path)[:16]

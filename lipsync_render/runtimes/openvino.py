@@ -1,0 +1,124 @@
+"""The OpenVINO backend: the package's ONNX files on the CPU in fp32, bf16 (AMX or AVX-512 BF16) or int8.
+
+OpenVINO reads the ONNX files as they are; int8 runs the package's own QDQ model (static quantisation calibrated on
+its frames, shared with the ONNX Runtime backend). Compiled models are cached in the package's cache folder (or
+the user cache when the package is read-only). Only OpenVINO's runtime is used; its converter, the one part that
+has telemetry, never is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lipsync_render.contract import UNET, ModelContract
+from lipsync_render.errors import DeviceError
+from lipsync_render.runtimes.devices import DeviceRequest
+
+if TYPE_CHECKING:
+    from lipsync_render.options import SessionOptions
+    from lipsync_render.package import Package
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 comes from the QDQ model itself
+AUDIO_ENCODER_BATCH = 64
+
+
+def cpu_capabilities() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def supported_precisions() -> tuple[str, ...]:
+    """The UNet precisions OpenVINO runs fast on this CPU: bf16 only with AMX or AVX-512 BF16."""
+    return ("fp32", "bf16", "int8") if "BF16" in cpu_capabilities() else ("fp32", "int8")
+
+
+class OpenVinoModel:
+    """A compiled model and one infer request, run in batches of ``batch_size``."""
+
+    io_on_device = False
+    constant_shape = False
+    device = "cpu"
+
+    def __init__(self, compiled, contract: ModelContract, batch_size: int, path: Path, precision: str):
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.contract = contract
+        self.batch_size = batch_size
+        self.path = path
+        self.input_names = [port.any_name for port in compiled.inputs]
+        self.providers = [f"OpenVINO CPU {precision}"]
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        n = len(inputs[0])
+        result = np.empty((n, *self.contract.output), np.float32)
+        for first in range(0, n, self.batch_size):
+            chunk = [np.ascontiguousarray(x[first : first + self.batch_size], np.float32) for x in inputs]
+            output = self.request.infer(dict(zip(self.input_names, chunk)))[self.compiled.output(0)]
+            result[first : first + len(chunk[0])] = np.asarray(output).reshape(len(chunk[0]), *self.contract.output)
+        return result
+
+    def warm_up(self) -> None:
+        self.run(*(np.zeros((self.batch_size, *shape), np.float32) for shape in self.contract.inputs))
+
+
+class OpenVinoBackend:
+    """CPU only; asked for a GPU it says so rather than run elsewhere."""
+
+    name = "openvino"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "the openvino package is not installed (pip install openvino)"
+        return None
+
+    def planned_device(self, device: str) -> str:
+        return "cpu"
+
+    def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> OpenVinoModel:
+        import openvino as ov
+
+        if DeviceRequest.parse(options.device).kind not in ("auto", "cpu"):
+            raise DeviceError(f"The openvino backend runs on the CPU; it cannot use --device {options.device}.")
+        precision = options.precision if contract is UNET else "fp32"
+        if precision not in supported_precisions():
+            raise DeviceError(
+                f"OpenVINO cannot run {precision} on this CPU (bf16 needs AMX or AVX-512 BF16, fp16 a "
+                f"GPU); it runs {', '.join(supported_precisions())} here."
+            )
+        path = self._model_path(package, contract, precision)
+        from lipsync_render.package.cache import cache_dir
+
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(cache_dir(package) / "openvino")})
+        threads = 1 if contract is not UNET else options.threads or os.cpu_count() or 1
+        config = {
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except RuntimeError as exc:
+            raise DeviceError(f"OpenVINO could not compile {path} ({' '.join(str(exc).split())[:200]}).") from None
+        batch = (options.batch_size or 1) if contract is UNET else AUDIO_ENCODER_BATCH
+        return OpenVinoModel(compiled, contract, batch, path, precision)
+
+    @staticmethod
+    def _model_path(package: Package, contract: ModelContract, precision: str) -> Path:
+        if contract is not UNET:
+            return package.audio_encoder_path
+        if precision == "int8":
+            from lipsync_render.runtimes.ort.variants import unet_for_precision
+
+            return unet_for_precision(package, "int8")
+        return package.unet_path
+
+
+BACKEND = OpenVinoBackend()
