@@ -333,6 +333,26 @@ def find_packages(dirs: list[Path]) -> list[str]:
     return found
 
 
+def check_auto_precision(model: str) -> Check:
+    """What ``--precision auto`` renders this package with here, from its cached measurement."""
+    from lipsync_render.options import SessionOptions
+    from lipsync_render.package import load_package
+    from lipsync_render.runtimes.precision_choice import cached_choice
+
+    choice = cached_choice(load_package(model, verify_checksums=False), SessionOptions())
+    name = f"auto precision {Path(model).name}"
+    if choice is None:
+        return Check(
+            name, "ok", "not measured on this host yet: the first CPU render with --precision auto measures it"
+        )
+    others = ", ".join(
+        f"{m.backend} {m.precision} "
+        + (f"{m.psnr_db:.1f} dB {m.ms_per_frame:.1f} ms" if m.skipped is None else "skipped")
+        for m in choice.measurements
+    )
+    return Check(name, "ok", f"{choice.describe()}; measured: {others}")
+
+
 def check_packages(models: list[str]) -> list[Check]:
     """Full validation (checksums included) of each package."""
     from lipsync_render.package.loader import validate_package
@@ -352,6 +372,7 @@ def check_packages(models: list[str]) -> list[Check]:
         name = f"package {Path(model).name}"
         if not problems:
             checks.append(Check(name, "ok", f"valid, checksums match ({model})"))
+            checks.append(check_auto_precision(model))
             continue
         more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
         checks.append(

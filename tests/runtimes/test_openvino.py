@@ -1,0 +1,103 @@
+"""The OpenVINO backend and the --precision auto choice."""
+
+import numpy as np
+import pytest
+
+from lipsync_render.contract import AUDIO_ENCODER, UNET
+from lipsync_render.errors import DeviceError
+from lipsync_render.options import SessionOptions
+from lipsync_render.package import load_package
+from lipsync_render.runtimes import get_backend, openvino
+from lipsync_render.runtimes import precision_choice as choice
+from lipsync_render.runtimes.calibration import calibration_inputs, psnr
+from lipsync_render.runtimes.precision_choice import Measurement, candidates, pick
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def package(tiny_package):
+    return load_package(tiny_package)
+
+
+@pytest.fixture(scope="module")
+def feeds(package):
+    pairs = calibration_inputs(package, 4, seed=1)
+    return np.concatenate([v for v, _ in pairs]), np.concatenate([a for _, a in pairs])
+
+
+def load(package, contract=UNET, **options):
+    return get_backend("openvino").load(package, contract, SessionOptions(device="cpu", **options))
+
+
+def test_fp32_matches_onnx_runtime(package, feeds):
+    reference = get_backend("onnxruntime").load(package, UNET, SessionOptions(device="cpu", precision="fp32"))
+    model = load(package, precision="fp32", batch_size=3)
+    np.testing.assert_allclose(model.run(*feeds), reference.run(*feeds), atol=1e-4)
+    assert model.device == "cpu" and model.providers == ["OpenVINO CPU fp32"]
+
+
+def test_audio_encoder_matches_onnx_runtime(package):
+    windows = np.random.default_rng(0).uniform(-4, 4, (70, 1, 80, 16)).astype(np.float32)
+    reference = get_backend("onnxruntime").load(package, AUDIO_ENCODER, SessionOptions(device="cpu"))
+    np.testing.assert_allclose(load(package, AUDIO_ENCODER).run(windows), reference.run(windows), atol=1e-4)
+
+
+def test_compiled_models_are_cached_in_the_package(package):
+    load(package, precision="fp32")
+    assert (package.root / "cache" / "openvino").is_dir()
+
+
+@pytest.mark.skipif("BF16" not in openvino.cpu_capabilities(), reason="this CPU has no bf16")
+def test_bf16_stays_close_to_fp32(package, feeds):
+    reference = load(package, precision="fp32").run(*feeds)
+    assert psnr(reference, load(package, precision="bf16").run(*feeds)) > 30
+
+
+def test_bf16_is_refused_where_the_cpu_lacks_it(package, monkeypatch):
+    monkeypatch.setattr(openvino, "supported_precisions", lambda: ("fp32", "int8"))
+    with pytest.raises(DeviceError, match="bf16 needs AMX or AVX-512 BF16"):
+        load(package, precision="bf16")
+
+
+def test_a_gpu_request_is_refused(package):
+    with pytest.raises(DeviceError, match="runs on the CPU"):
+        get_backend("openvino").load(package, UNET, SessionOptions(device="cuda", precision="fp32"))
+
+
+def test_onnx_runtime_refuses_bf16(package):
+    with pytest.raises(DeviceError, match="--backend openvino"):
+        get_backend("onnxruntime").load(package, UNET, SessionOptions(device="cpu", precision="bf16"))
+
+
+def test_the_fastest_candidate_within_the_gate_wins():
+    measurements = [
+        Measurement("onnxruntime", "fp32", float("inf"), 70.0),
+        Measurement("onnxruntime", "int8", 31.0, 25.0),  # fastest, but below 45 dB
+        Measurement("openvino", "bf16", 52.6, 40.0),
+        Measurement("openvino", "fp32", 120.0, 60.0),
+        Measurement("openvino", "int8", skipped="not here"),
+    ]
+    assert (pick(measurements).backend, pick(measurements).precision) == ("openvino", "bf16")
+    assert pick([Measurement("openvino", "int8", 20.0, 5.0)]).precision == "fp32"  # nothing passes: the reference
+
+
+def test_candidates_start_with_the_reference():
+    assert candidates("auto")[0] == ("onnxruntime", "fp32") and ("openvino", "bf16") in candidates("auto")
+    assert candidates("openvino") == [
+        ("onnxruntime", "fp32"),
+        ("openvino", "fp32"),
+        ("openvino", "bf16"),
+        ("openvino", "int8"),
+    ]
+    assert candidates("onnxruntime") == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+
+
+def test_the_choice_is_measured_once_and_cached(package, monkeypatch):
+    options = SessionOptions(threads=1)
+    first = choice.choose_precision(package, options)
+    assert not first.cached and {(m.backend, m.precision) for m in first.measurements} >= {("onnxruntime", "fp32")}
+    assert first.psnr_db is None or first.psnr_db >= choice.GATE_DB
+    monkeypatch.setattr(choice, "measure", lambda *args: pytest.fail("measured again"))
+    again = choice.choose_precision(package, options)
+    assert again.cached and (again.backend, again.precision) == (first.backend, first.precision)
