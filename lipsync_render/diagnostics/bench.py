@@ -83,6 +83,7 @@ class BenchRow:
     bound_by: str | None = None  # the stage with the lowest ceiling
     providers: list[str] = field(default_factory=list)  # what the UNet session actually runs on
     video_encoder: str = ""  # the FFmpeg encoder the render actually used
+    runtime: str = ""  # backend and UNet precision the render used (what --precision auto chose)
 
 
 @dataclass
@@ -217,6 +218,7 @@ def bench_batch_size(
                     model_runs.append(unet_only_fps(renderer.unet, batch_size, math.ceil(settings.frames / batch_size)))
             model_fps = statistics.median(model_runs) if model_runs else None
             providers, codec = renderer.providers, renderer.video_codec
+            runtime = f"{renderer.backend.name} {renderer.options.precision}"
         finally:
             renderer.close()
     row = make_row(
@@ -229,7 +231,7 @@ def bench_batch_size(
         memory.peak_bytes / MB,
         providers,
     )
-    row.model_only_fps, row.video_encoder = model_fps, codec
+    row.model_only_fps, row.video_encoder, row.runtime = model_fps, codec, runtime
     return row, renderer.package
 
 

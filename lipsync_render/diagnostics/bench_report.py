@@ -57,6 +57,7 @@ def _ms(row: BenchRow, stage: str) -> str:
 STAGE_HEADERS = ("batch", *STAGES, "total ms/batch", "ms/frame")
 THROUGHPUT_HEADERS = (
     "batch",
+    "runtime",
     "end-to-end FPS (min-max)",
     "cold s (FPS)",
     "load s",
@@ -82,6 +83,7 @@ def throughput_cells(row: BenchRow) -> list[str]:
     efficiency = "-" if row.efficiency is None else f"{100 * row.efficiency:.0f}%"
     return [
         str(row.batch_size),
+        row.runtime,
         f"{row.end_to_end_fps:.1f} ({row.end_to_end_fps_min:.1f}-{row.end_to_end_fps_max:.1f})",
         f"{row.cold_seconds:.2f} ({row.cold_fps:.1f})",
         f"{row.load_seconds:.2f}",

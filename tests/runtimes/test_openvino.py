@@ -1,5 +1,7 @@
 """The OpenVINO backend and the --precision auto choice."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -93,7 +95,8 @@ def test_candidates_start_with_the_reference():
     assert candidates("onnxruntime") == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
 
 
-def test_the_choice_is_measured_once_and_cached(package, monkeypatch):
+def test_the_choice_is_measured_once_and_cached(tiny_package, tmp_path, monkeypatch):
+    package = load_package(shutil.copytree(tiny_package, tmp_path / "pkg", ignore=shutil.ignore_patterns("cache")))
     options = SessionOptions(threads=1)
     first = choice.choose_precision(package, options)
     assert not first.cached and {(m.backend, m.precision) for m in first.measurements} >= {("onnxruntime", "fp32")}
