@@ -92,3 +92,30 @@ def honour_umask(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def temporary_path(target: Path) -> Path:
+    """``.NAME.PID.tmp`` beside a file written atomically (a sidecar, a report); see render/partials.py."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def write_file_atomically(path: Path, write, inputs: tuple[Path, ...] = ()) -> None:
+    """``write(temporary)`` beside ``path``, then rename it onto ``path``; refused (RenderError) where a finished
+    file must not go (see :func:`replaceable_problem`), and nothing is left behind when writing fails."""
+    from lipsync_render.errors import RenderError
+
+    path = Path(path)
+    problem = replaceable_problem(path, inputs)
+    if problem:
+        raise RenderError(problem)
+    temporary = temporary_path(path)
+    try:
+        write(temporary)
+        problem = replaceable_problem(path, inputs)
+        if problem:
+            raise RenderError(problem)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -182,21 +182,23 @@ def features_command(
     audio_encoder = get_backend(options.backend).load(package, AUDIO_ENCODER, options)
     spectrogram = melspectrogram(load_audio(audio))
     table = frame_features(encode(audio_encoder, encoder_windows(spectrogram)))
-    _save_npy(output, table)
+    inputs = (audio, *package.files)
+    _save_npy(output, table, inputs)
     if mel is not None:
-        _save_npy(mel, spectrogram)
+        _save_npy(mel, spectrogram, inputs)
     typer.echo(f"wrote {output}: {table.shape[0]} x {table.shape[1]} features ({len(spectrogram)} mel frames)")
 
 
-def _save_npy(path: Path, array) -> None:
+def _save_npy(path: Path, array, inputs: tuple[Path, ...]) -> None:
     import numpy as np
 
-    from lipsync_render.errors import RenderError
+    from lipsync_render.paths import write_file_atomically
 
-    try:
-        np.save(path, array)
-    except OSError as exc:
-        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as file:  # a file object: np.save would append .npy to a name
+            np.save(file, array)
+
+    write_file_atomically(path, write, inputs)
 
 
 @app.command("render")

@@ -16,6 +16,7 @@ import numpy as np
 from lipsync_render.diagnostics.bench import BenchReport, BenchRow
 from lipsync_render.diagnostics.host import HostInfo
 from lipsync_render.errors import LipsyncError, RenderError
+from lipsync_render.paths import replaceable_problem, write_file_atomically
 from lipsync_render.render.result import STAGES
 
 
@@ -264,30 +265,22 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
         f"{report.host.cpu}, {report.host.gpu or 'no GPU'}",
         fontsize="medium",
     )
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
 
 
 def check_output_files(paths: Sequence[str | os.PathLike | None]) -> None:
     """Fail before benchmarking when a requested output file could not be written."""
     for path in filter(None, paths):
-        parent = Path(path).parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise RenderError(f"Cannot write {path}: {parent} is not a writable directory.")
-        if Path(path).is_dir():
-            raise RenderError(f"Cannot write {path}: it is a directory.")
+        problem = replaceable_problem(Path(path))
+        if problem:
+            raise RenderError(problem)
 
 
 def write_plot_file(path: str | os.PathLike, report: BenchReport) -> None:
     """Save the plot, describing a failure in one sentence."""
-    try:
-        save_plot(report, path)
-    except OSError as exc:
-        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
+    write_file_atomically(Path(path), lambda temporary: save_plot(report, temporary))
 
 
 def write_report_file(path: str | os.PathLike, text: str) -> None:
     """Write one output file, describing a failure in one sentence."""
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
+    write_file_atomically(Path(path), lambda temporary: temporary.write_text(text))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
 from lipsync_render.package import MANIFEST, resolve_package_path, sha256_file
-from lipsync_render.render.partials import temporary_path
+from lipsync_render.paths import write_file_atomically
 from lipsync_render.render.result import RenderResult
 
 
@@ -64,10 +63,9 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_c
         "host": socket.gethostname(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    sidecar = sidecar_path(job.output)
-    temporary = temporary_path(sidecar)
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, sidecar)
+    write_file_atomically(
+        sidecar_path(job.output), lambda temporary: temporary.write_text(json.dumps(record, indent=2) + "\n")
+    )
 
 
 def is_done(job: Job) -> bool:

@@ -38,6 +38,8 @@ def write_package(
     ``unet``/``encoder`` are ONNX files or serialized model bytes.
     """
     dest = Path(dest)
+    if dest.is_symlink() or (dest.exists() and not (dest.is_dir() and (dest / MANIFEST).is_file())):
+        raise PackageError(f"{dest} already exists and is not a model package; refusing to replace it.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:

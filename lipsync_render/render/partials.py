@@ -20,11 +20,6 @@ def partial_path(output: Path) -> Path:
     return output.with_name(f".{output.stem}.{os.getpid()}.partial.mp4")
 
 
-def temporary_path(target: Path) -> Path:
-    """``.NAME.PID.tmp`` beside any other file written atomically (a sidecar, say)."""
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-
 def remove_stale_partials(*targets: Path) -> None:
     """Delete the partial and temporary files that dead processes left for these targets."""
     import psutil

@@ -96,7 +96,7 @@ class Renderer:
         except DeviceError as exc:
             if self.requested.device != "auto":
                 raise
-            log.warning("%s Rendering on the CPU with CPU settings instead.", str(exc).rstrip("."))
+            log.warning("%s Rendering on the CPU with CPU settings instead.", exc)
             return call_at_low_priority(self.backend.load, self.package, UNET, replace(options, device="cpu"))
         return unet
 

@@ -178,11 +178,9 @@ def _read_cache(path) -> dict:
 
 
 def _write_cache(path, entries: dict) -> None:
-    from lipsync_render.render.partials import temporary_path
+    from lipsync_render.paths import write_file_atomically
 
-    temporary = temporary_path(path)
-    temporary.write_text(json.dumps(entries, indent=1) + "\n")
-    os.replace(temporary, path)
+    write_file_atomically(path, lambda temporary: temporary.write_text(json.dumps(entries, indent=1) + "\n"))
 
 
 def cached_choice(package: Package, options: SessionOptions) -> PrecisionChoice | None:

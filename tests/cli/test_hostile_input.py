@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -474,3 +475,35 @@ def test_synthesised_packages_honour_the_umask(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "shared" / "unet.onnx").stat().st_mode & 0o777 == 0o644
+
+
+# --- other outputs: features, bench reports, package destinations --------------------------------------------
+
+
+def test_features_output_never_replaces_a_fifo_or_an_input(tiny_package, short_wav, tmp_path):
+    fifo = tmp_path / "table.npy"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["features", str(short_wav), "--model", str(tiny_package), "-o", str(fifo)])
+    assert_refused(result, 6, "refusing to replace it")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    before = digest(short_wav)
+    result = runner.invoke(app, ["features", str(short_wav), "--model", str(tiny_package), "-o", str(short_wav)])
+    assert_refused(result, 6, "is the input")
+    assert digest(short_wav) == before and leftovers(tmp_path) == []
+
+
+def test_bench_reports_never_replace_what_is_not_a_file(tiny_package, tmp_path):
+    (tmp_path / "report.json").mkdir()
+    result = runner.invoke(
+        app, ["bench", "--model", str(tiny_package), "--frames", "4", "--json", str(tmp_path / "report.json")]
+    )
+    assert_refused(result, 6, "is a directory")
+
+
+def test_synth_never_deletes_a_folder_that_is_not_a_package(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    result = runner.invoke(app, ["package", "synth", str(precious), "--tiny", "--frames", "2", "--size", "64x64"])
+    assert_refused(result, 4, "is not a model package")
+    assert (precious / "thesis.txt").read_text() == "years of work"

@@ -250,7 +250,7 @@ def test_cli_plot_without_matplotlib_fails_in_one_sentence(tiny_package, tmp_pat
     [
         (["--frames", "5", "--audio", "x.wav"], "not both"),
         (["--batch-sizes", "1,x"], "batch sizes"),
-        (["--json", "/nonexistent-dir/r.json"], "not a writable directory"),
+        (["--json", "/nonexistent-dir/r.json"], "/nonexistent-dir does not exist"),
     ],
 )
 def test_cli_bad_arguments(tiny_package, args, fragment):

@@ -194,7 +194,7 @@ def test_auto_retries_on_the_cpu_after_a_gpu_warm_up_failure(tiny_package, monke
     with Renderer(tiny_package, SessionOptions()) as renderer:
         assert renderer.unet.device == "cpu" and renderer.options.device == "cpu"
         assert renderer.options.batch_size == 1
-    assert "Rendering on the CPU with CPU settings instead" in caplog.text
+    assert "Rendering on the CPU with CPU settings instead." in caplog.text
     with pytest.raises(DeviceError, match="ran out of memory"):
         Renderer(tiny_package, SessionOptions(device="cuda"))  # asked for explicitly: an error, not a fallback
 
