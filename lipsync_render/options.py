@@ -11,6 +11,7 @@ anything loads.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -166,6 +167,14 @@ class RenderOptions(_Checked):
         surfaces=frozenset({CLI, JOBS}),
     )
     crf: int = option(18, "H.264 quality (lower is better).", minimum=0, maximum=51, changes_output=True, label="CRF")
+    gop: float = option(
+        2.0,
+        "Seconds between keyframes (seeking is exact to one); 0 lets the encoder choose.",
+        minimum=0,
+        maximum=60,
+        changes_output=True,
+        label="GOP",
+    )
     preset: str = option("veryfast", "x264 preset.", choices=X264_PRESETS, changes_output=True)
     features: str = option(
         "audio",
@@ -241,7 +250,9 @@ def check_value(name: str, value: Any) -> None:
         return
     if o.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise OptionError(f"{label} must be a whole number (got {value!r}).")
-    if o.kind is not int and not isinstance(value, o.kind):
+    if o.kind is float and (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
+        raise OptionError(f"{label} must be a number (got {value!r}).")
+    if o.kind not in (int, float) and not isinstance(value, o.kind):
         raise OptionError(f"{label} must be {o.kind.__name__} (got {value!r}).")
     spec = o.spec
     if spec.choices is not None and value not in spec.choices:
@@ -268,6 +279,11 @@ def parse_value(name: str, value: Any) -> Any:
         return int(text)
     if o.kind is int:
         raise OptionError(f"{name} must be a whole number (got '{text}').")
+    if o.kind is float and not isinstance(value, bool):
+        try:
+            return float(text)
+        except ValueError:
+            raise OptionError(f"{name} must be a number (got '{text}').") from None
     if o.kind is Path:
         return Path(text)
     return value if isinstance(value, bool) else text

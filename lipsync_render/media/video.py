@@ -20,11 +20,18 @@ AUDIO_BLOCK = 4096
 ENCODERS = {"libx264": "libx264", "nvenc": "h264_nvenc"}  # --video-encoder values -> FFmpeg encoders
 
 
-def codec_options(codec: str, options: RenderOptions, threads: int = 0) -> dict[str, str]:
-    """FFmpeg encoder options for the render options: x264's CRF and preset, or NVENC's constant quality."""
+def codec_options(codec: str, options: RenderOptions, threads: int = 0, fps: int = 25) -> dict[str, str]:
+    """FFmpeg encoder options for the render options: x264's CRF and preset, or NVENC's constant quality, and the
+    keyframe interval of either."""
+    gop = {"g": str(max(1, round(options.gop * fps)))} if options.gop else {}
     if codec == "libx264":
-        return {"crf": str(options.crf), "preset": options.preset, **({"threads": str(threads)} if threads else {})}
-    return {"preset": "p4", "cq": str(options.crf)}
+        return {
+            "crf": str(options.crf),
+            "preset": options.preset,
+            **gop,
+            **({"threads": str(threads)} if threads else {}),
+        }
+    return {"preset": "p4", "cq": str(options.crf), **gop}
 
 
 PROBE_SIZE = (1280, 720)
@@ -114,7 +121,7 @@ class VideoWriter:
             self.video = self.container.add_stream(target.codec, rate=target.fps)
             self.video.width, self.video.height, self.video.pix_fmt = target.width, target.height, "yuv420p"
             self.video.codec_context.time_base = Fraction(1, target.fps)
-            self.video.options = codec_options(target.codec, options, target.threads)
+            self.video.options = codec_options(target.codec, options, target.threads, target.fps)
             self.video.codec_context.open()  # now, so an encoder that cannot open fails here, not at frame one
         except BaseException:
             self.container.close()

@@ -160,3 +160,14 @@ def test_dead_encoder_fails_the_render_and_the_next_render_recovers(tiny_package
         assert list(tmp_path.iterdir()) == []
         result = renderer.render(short_wav, tmp_path / "again.mp4")
     assert result.frames == 33 and probe(tmp_path / "again.mp4").frames == 33
+
+
+@pytest.mark.parametrize("gop, spacing", [(2.0, 50), (0.4, 10)])
+def test_keyframes_come_every_gop_seconds(tiny_package, short_wav, tmp_path, gop, spacing):
+    import av
+
+    with Renderer(tiny_package, SessionOptions(workers=0)) as renderer:
+        renderer.render(short_wav, tmp_path / "k.mp4", RenderOptions(gop=gop))
+    with av.open(str(tmp_path / "k.mp4")) as container:
+        keyframes = [i for i, packet in enumerate(container.demux(video=0)) if packet.is_keyframe]
+    assert keyframes[:2] == [0, spacing] or (keyframes == [0] and spacing >= 33)
