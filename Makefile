@@ -3,16 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 
 .PHONY: install demo lint test bench clean
 
 install: $(STAMP)
 
+# The tool alone: what `make demo` needs.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The test extra on top (pytest, ruff, Ray for the Ray test, onnxconverter-common for fp16).
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 packages/demo/package.json: | $(STAMP)
 	$(BIN)/lipsync package synth demo --frames 100
@@ -22,7 +29,7 @@ demo: $(STAMP) packages/demo/package.json
 	mkdir -p out
 	$(BIN)/lipsync render examples/hello.wav --model demo -o out/hello.mp4
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

@@ -24,7 +24,7 @@ CHILD = """
 import json, sys, time
 launched = float(sys.argv[1])
 from lipsync_render.options import split_options
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.rendering.renderer import Renderer
 session, per_render = split_options(json.loads(sys.argv[4]))
 first = []
 with Renderer(sys.argv[2], session) as renderer:

@@ -28,7 +28,7 @@ import numpy as np
 from lipsync_render.diagnostics import bench, bench_report
 from lipsync_render.media.video import read_frames_bgr
 from lipsync_render.options import RenderOptions, SessionOptions
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.runtimes import get_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

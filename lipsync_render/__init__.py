@@ -6,9 +6,9 @@ from lipsync_render.errors import AudioError, DeviceError, LipsyncError, OptionE
 from lipsync_render.options import RenderOptions, SessionOptions
 
 _LAZY = {
-    "Renderer": "lipsync_render.render.renderer",
-    "render": "lipsync_render.render.renderer",
-    "RenderResult": "lipsync_render.render.result",
+    "Renderer": "lipsync_render.rendering.renderer",
+    "render": "lipsync_render.rendering.renderer",
+    "RenderResult": "lipsync_render.rendering.result",
 }
 
 

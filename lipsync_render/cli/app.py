@@ -174,7 +174,7 @@ def features_command(
     from lipsync_render.media.audio import load_audio
     from lipsync_render.media.mel import melspectrogram
     from lipsync_render.package import load_package
-    from lipsync_render.render.features import encode, encoder_windows, frame_features
+    from lipsync_render.rendering.features import encode, encoder_windows, frame_features
     from lipsync_render.runtimes import get_backend
 
     options = SessionOptions(backend=backend, device=device)
@@ -218,7 +218,7 @@ def render_command(
     from dataclasses import replace
 
     from lipsync_render.cli.progress import ProgressReporter
-    from lipsync_render.render.renderer import Renderer
+    from lipsync_render.rendering.renderer import Renderer
 
     if output is not None and len(audio) > 1:
         fail("-o/--output takes one audio file; use --out-dir for several.", 2)

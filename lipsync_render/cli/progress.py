@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lipsync_render.errors import LipsyncError
-from lipsync_render.render.result import RenderResult
+from lipsync_render.rendering.result import RenderResult
 
 if TYPE_CHECKING:
     from lipsync_render.jobs import JobResult

@@ -31,10 +31,10 @@ from lipsync_render.errors import LipsyncError
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import Package
-from lipsync_render.render.features import frame_count_for_audio
-from lipsync_render.render.frame_order import frame_schedule
-from lipsync_render.render.renderer import Renderer
-from lipsync_render.render.result import STAGES, RenderResult
+from lipsync_render.rendering.features import frame_count_for_audio
+from lipsync_render.rendering.frame_order import frame_schedule
+from lipsync_render.rendering.renderer import Renderer
+from lipsync_render.rendering.result import STAGES, RenderResult
 from lipsync_render.runtimes import LoadedModel, get_backend
 from lipsync_render.runtimes.calibration import babble
 

@@ -17,7 +17,7 @@ from lipsync_render.diagnostics.bench import BenchReport, BenchRow
 from lipsync_render.diagnostics.host import HostInfo
 from lipsync_render.errors import LipsyncError, RenderError
 from lipsync_render.paths import replaceable_problem, write_file_atomically
-from lipsync_render.render.result import STAGES
+from lipsync_render.rendering.result import STAGES
 
 
 def to_json(report: BenchReport) -> str:

@@ -18,7 +18,7 @@ from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
 from lipsync_render.package import MANIFEST, resolve_package_path, sha256_file
 from lipsync_render.paths import write_file_atomically
-from lipsync_render.render.result import RenderResult
+from lipsync_render.rendering.result import RenderResult
 
 
 def sidecar_path(output: Path) -> Path:

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field, replace
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.jobs.sidecar import sidecar_path, write_sidecar
-from lipsync_render.render.partials import remove_stale_partials
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.rendering.partials import remove_stale_partials
+from lipsync_render.rendering.renderer import Renderer
 
 
 @dataclass

@@ -6,8 +6,8 @@ import numpy as np
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.package import Package
-from lipsync_render.render.features import audio_features, frame_blocks
-from lipsync_render.render.geometry import crop_328, visual_input
+from lipsync_render.rendering.features import audio_features, frame_blocks
+from lipsync_render.rendering.geometry import crop_328, visual_input
 
 CALIBRATION_FRAMES = 24
 

@@ -9,7 +9,7 @@ from lipsync_render.errors import AudioError
 from lipsync_render.media import audio
 from lipsync_render.media.audio import SAMPLE_RATE, AudioStream, load_audio
 from lipsync_render.media.mel import melspectrogram
-from lipsync_render.render.features import encoder_window_count
+from lipsync_render.rendering.features import encoder_window_count
 
 
 @pytest.fixture

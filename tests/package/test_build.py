@@ -585,8 +585,8 @@ def test_built_package_renders_end_to_end(models, tmp_path, features):
 
     from lipsync_render.media.video import probe
     from lipsync_render.options import RenderOptions, SessionOptions
-    from lipsync_render.render.frame_order import frame_schedule
-    from lipsync_render.render.renderer import Renderer
+    from lipsync_render.rendering.frame_order import frame_schedule
+    from lipsync_render.rendering.renderer import Renderer
 
     dataset = write_synctalk_dataset(tmp_path / "dataset")
     built = build_package(tmp_path / "pkg", "built", dataset, unet=models["unet"], encoder=models["encoder"])

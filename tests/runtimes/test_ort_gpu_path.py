@@ -16,8 +16,8 @@ from lipsync_render.errors import DeviceError
 from lipsync_render.media.video import VideoTarget, encoder_opens
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import load_package
-from lipsync_render.render import encoding_process
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.rendering import encoding_process
+from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.runtimes.devices import DeviceRequest
 from lipsync_render.runtimes.ort import BACKEND, audio_encoder_device, sessions
 from lipsync_render.runtimes.ort.runner import OrtModel, warm_up_failure

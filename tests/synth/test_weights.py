@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 
 from lipsync_render.contract import AUDIO_ENCODER
-from lipsync_render.render import features
-from lipsync_render.render import geometry as compositing
+from lipsync_render.rendering import features
+from lipsync_render.rendering import geometry as compositing
 from lipsync_render.runtimes.ort.runner import OrtModel
 from lipsync_render.synth.architectures import build_encoder, build_unet, conv_macs, count_parameters
 from lipsync_render.synth.avatar import avatar_frames, avatar_rects

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.media.mel import melspectrogram
-from lipsync_render.render.features import (
+from lipsync_render.rendering.features import (
     audio_features,
     encode,
     encoder_window_count,

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lipsync_render.render.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+from lipsync_render.rendering.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
 
 
 def reference_input(frame, rect):

@@ -16,12 +16,12 @@ from lipsync_render.media.video import select_video_encoder
 from lipsync_render.options import RenderOptions, SessionOptions, split_options
 from lipsync_render.package import Package, load_package
 from lipsync_render.paths import replaceable_problem
-from lipsync_render.render.compositing_pool import CompositingPool
-from lipsync_render.render.encoding_process import VideoEncoderProcess
-from lipsync_render.render.partials import remove_stale_partials
-from lipsync_render.render.pipeline import RenderRun
-from lipsync_render.render.result import RenderResult
-from lipsync_render.render.scheduling import call_at_low_priority, quick_gil_handoff
+from lipsync_render.rendering.compositing_pool import CompositingPool
+from lipsync_render.rendering.encoding_process import VideoEncoderProcess
+from lipsync_render.rendering.partials import remove_stale_partials
+from lipsync_render.rendering.pipeline import RenderRun
+from lipsync_render.rendering.result import RenderResult
+from lipsync_render.rendering.scheduling import call_at_low_priority, quick_gil_handoff
 from lipsync_render.runtimes import get_backend
 from lipsync_render.runtimes.precision_choice import choose_precision
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from lipsync_render.render.scheduling import call_at_low_priority, lower_thread_priority, quick_gil_handoff
+from lipsync_render.rendering.scheduling import call_at_low_priority, lower_thread_priority, quick_gil_handoff
 
 
 def niceness_of_this_thread() -> int:

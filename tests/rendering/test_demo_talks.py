@@ -14,9 +14,9 @@ from lipsync_render.contract import ROI
 from lipsync_render.media.video import read_frames_bgr
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
-from lipsync_render.render.frame_order import frame_schedule
-from lipsync_render.render.geometry import crop_328
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.rendering.frame_order import frame_schedule
+from lipsync_render.rendering.geometry import crop_328
+from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.runtimes.calibration import psnr
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lipsync_render.render.child_process import start_as_helper
-from lipsync_render.render.frame_ring import RingLayout
-from lipsync_render.render.geometry import composite_frame
+from lipsync_render.rendering.child_process import start_as_helper
+from lipsync_render.rendering.frame_ring import RingLayout
+from lipsync_render.rendering.geometry import composite_frame
 
 
 @dataclass(frozen=True)

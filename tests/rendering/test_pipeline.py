@@ -15,10 +15,10 @@ from lipsync_render.media.audio import load_audio
 from lipsync_render.media.video import probe, read_frames_bgr
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import load_package
-from lipsync_render.render.features import audio_features
-from lipsync_render.render.frame_order import frame_schedule
-from lipsync_render.render.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
-from lipsync_render.render.renderer import Renderer
+from lipsync_render.rendering.features import audio_features
+from lipsync_render.rendering.frame_order import frame_schedule
+from lipsync_render.rendering.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.runtimes.ort.runner import OrtModel
 
 

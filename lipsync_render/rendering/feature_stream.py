@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from lipsync_render.contract import FEATURE_DIM, MEL_BINS
-from lipsync_render.render import features
-from lipsync_render.render.cancellation import POLL_SECONDS, Cancelled
+from lipsync_render.rendering import features
+from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.runtimes.base import LoadedModel
 
 ENCODE_CHUNK = 64  # encoder windows per chunk: rows become ready to read every 2.6 s of audio

@@ -18,8 +18,8 @@ from multiprocessing import shared_memory
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget, VideoWriter
 from lipsync_render.options import RenderOptions
-from lipsync_render.render.child_process import start_as_helper
-from lipsync_render.render.frame_ring import RingLayout
+from lipsync_render.rendering.child_process import start_as_helper
+from lipsync_render.rendering.frame_ring import RingLayout
 
 
 class VideoEncoderProcess:

@@ -35,18 +35,18 @@ from lipsync_render.media.mel import mel_chunks, mel_frame_count
 from lipsync_render.media.video import VideoTarget
 from lipsync_render.options import RenderOptions
 from lipsync_render.paths import replaceable_problem
-from lipsync_render.render import cancellation, features
-from lipsync_render.render.cancellation import POLL_SECONDS, Cancelled
-from lipsync_render.render.compositing_pool import FrameOutput
-from lipsync_render.render.feature_stream import FeatureStream, ring_rows
-from lipsync_render.render.frame_order import frame_schedule
-from lipsync_render.render.geometry import crop_328, prediction_to_uint8, visual_input
-from lipsync_render.render.partials import partial_path
-from lipsync_render.render.result import RenderResult
-from lipsync_render.render.scheduling import lower_thread_priority
+from lipsync_render.rendering import cancellation, features
+from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
+from lipsync_render.rendering.compositing_pool import FrameOutput
+from lipsync_render.rendering.feature_stream import FeatureStream, ring_rows
+from lipsync_render.rendering.frame_order import frame_schedule
+from lipsync_render.rendering.geometry import crop_328, prediction_to_uint8, visual_input
+from lipsync_render.rendering.partials import partial_path
+from lipsync_render.rendering.result import RenderResult
+from lipsync_render.rendering.scheduling import lower_thread_priority
 
 if TYPE_CHECKING:
-    from lipsync_render.render.renderer import Renderer
+    from lipsync_render.rendering.renderer import Renderer
 
 log = logging.getLogger(__name__)
 
