@@ -30,3 +30,16 @@ def test_render_is_the_function_and_the_names_are_public():
 
     assert callable(lipsync_render.render) and lipsync_render.render.__module__.endswith("renderer")
     assert {"Renderer", "RenderOptions", "SessionOptions", "RenderResult"} <= set(lipsync_render.__all__)
+
+
+def test_a_script_without_a_main_guard_fails_at_once_in_one_sentence(tiny_package, tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        f"from lipsync_render import Renderer, SessionOptions\n"
+        f"renderer = Renderer({str(tiny_package)!r}, SessionOptions(workers=1))\n"
+        f"renderer.close()\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert 'under `if __name__ == "__main__":`' in result.stderr
+    assert result.stderr.count("Traceback") <= 1 and "leaked shared_memory" not in result.stderr

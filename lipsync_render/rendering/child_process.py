@@ -14,6 +14,25 @@ import time
 PARENT_POLL_SECONDS = 0.5
 
 
+def helper_start_failure(what: str, exit_code: int | None) -> str:
+    """The sentence for a helper that died while starting: almost always a script without a main guard, whose
+    spawned helpers re-run it and stop at the Renderer (see :func:`refuse_in_a_starting_helper`)."""
+    return (
+        f"The {what} process exited while starting (exit code {exit_code}); a script that uses lipsync_render "
+        'must create the Renderer under `if __name__ == "__main__":`, since its helper processes are spawned.'
+    )
+
+
+def refuse_in_a_starting_helper() -> None:
+    """A helper process re-imports the main script while it starts; a script without a main guard then reaches
+    its Renderer there. End that helper quietly: the parent reports the missing guard in one sentence."""
+    import multiprocessing
+    import sys
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        sys.exit(1)
+
+
 def start_as_helper() -> None:
     """Call first thing in a helper process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

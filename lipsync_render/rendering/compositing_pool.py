@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lipsync_render.rendering.child_process import start_as_helper
+from lipsync_render.errors import RenderError
+from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 from lipsync_render.rendering.geometry import composite_frame
 
@@ -108,8 +110,11 @@ class CompositingPool:
 
     def wait_ready(self) -> None:
         """Block until every worker process is up (they start in the background)."""
-        for future in self.starting:
-            future.result()
+        try:
+            for future in self.starting:
+                future.result()
+        except BrokenProcessPool:
+            raise RenderError(helper_start_failure("compositing worker", None)) from None
 
     def submit(
         self,

@@ -18,7 +18,7 @@ from multiprocessing import shared_memory
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget, VideoWriter
 from lipsync_render.options import RenderOptions
-from lipsync_render.rendering.child_process import start_as_helper
+from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 
 
@@ -33,6 +33,18 @@ class VideoEncoderProcess:
             target=_serve, args=(ring_name, layout, self.requests, self.replies), name="lipsync-encoder", daemon=True
         )
         self.process.start()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Block until the process has started and attached to the ring; RenderError if it died starting."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.replies.get(timeout=0.1)[1] == "ready":
+                    return
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RenderError(helper_start_failure("video encoder", self.process.exitcode)) from None
+        raise RenderError("The video encoder process did not start within two minutes.")
 
     def open(self, run: int, target: VideoTarget, options: RenderOptions) -> None:
         self.requests.put(("open", run, (target, options)))
@@ -80,6 +92,7 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
     start_as_helper()
     ring = shared_memory.SharedMemory(name=ring_name)
     _, frames = layout.views(ring.buf)
+    replies.put((None, "ready", None))
     writer, target, busy = None, None, 0.0
     while True:
         kind, run, value = requests.get()

@@ -16,6 +16,7 @@ from lipsync_render.media.video import select_video_encoder
 from lipsync_render.options import RenderOptions, SessionOptions, split_options
 from lipsync_render.package import Package, load_package
 from lipsync_render.paths import replaceable_problem
+from lipsync_render.rendering.child_process import refuse_in_a_starting_helper
 from lipsync_render.rendering.compositing_pool import CompositingPool
 from lipsync_render.rendering.encoding_process import VideoEncoderProcess
 from lipsync_render.rendering.partials import remove_stale_partials
@@ -36,6 +37,7 @@ class Renderer:
     """
 
     def __init__(self, model: str | os.PathLike | Package, options: SessionOptions | None = None):
+        refuse_in_a_starting_helper()
         start = time.perf_counter()
         self.package = model if isinstance(model, Package) else load_package(model)
         self.precision_choice = None
@@ -50,6 +52,7 @@ class Renderer:
             self._start_helpers()  # worker processes start while the models load
             self._load_models()
             self.pool.wait_ready()
+            self.video_encoder.wait_ready()
         except BaseException:
             self.close()
             raise

@@ -66,6 +66,15 @@ class OpenVinoModel:
         self.run(*(np.zeros((self.batch_size, *shape), np.float32) for shape in self.contract.inputs))
 
 
+def compile_config(precision: str, threads: int) -> dict:
+    """OpenVINO CPU settings: the precision hint, the thread count, latency mode (one request at a time)."""
+    return {
+        "INFERENCE_PRECISION_HINT": HINTS[precision],
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+
+
 class OpenVinoBackend:
     """CPU only; asked for a GPU it says so rather than run elsewhere."""
 
@@ -98,11 +107,7 @@ class OpenVinoBackend:
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(cache_dir(package) / "openvino")})
         threads = 1 if contract is not UNET else options.threads or os.cpu_count() or 1
-        config = {
-            "INFERENCE_PRECISION_HINT": HINTS[precision],
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
-        }
+        config = compile_config(precision, threads)
         try:
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except RuntimeError as exc:
