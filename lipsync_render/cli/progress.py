@@ -39,9 +39,11 @@ class ProgressReporter:
             self.console.print(f"error: {where}{exc}", markup=False, soft_wrap=True)
         else:
             if self.enabled:
+                wall = result.seconds.get("total", 0.0)
                 self.console.print(
-                    f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio, "
-                    f"{result.fps:.1f} fps ({result.backend} {result.precision} on {', '.join(result.providers)})",
+                    f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio in "
+                    f"{wall:.1f} s ({result.duration / wall if wall else 0:.2f}x real time), {result.fps:.1f} fps "
+                    f"({result.backend} {result.precision} on {', '.join(result.providers)})",
                     markup=False,
                     soft_wrap=True,
                 )

@@ -41,7 +41,7 @@ def test_render_json_and_summary(tiny_package, short_wav, tmp_path):
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["status"] == "ok" and record["frames"] == 33 and record["output"].endswith("a.mp4")
     assert set(record["seconds"]) >= {"audio", "inference", "compositing", "encoding", "total"}
-    assert "33 frames" in result.stderr
+    assert "33 frames" in result.stderr and "x real time" in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "zero_samples", "not_audio", "nan", "truncated_header"])
