@@ -55,6 +55,7 @@ def _ms(row: BenchRow, stage: str) -> str:
     return f"{row.stage_ms_per_batch[stage]:.1f} / {row.stage_ms_per_frame[stage]:.2f}"
 
 
+BUSY_EFFICIENCY = 1.05  # measured noise between identical runs here is about ±15%, so only a clear excess warns
 STAGE_HEADERS = ("batch", *STAGES, "total ms/batch", "ms/frame")
 THROUGHPUT_HEADERS = (
     "batch",
@@ -150,6 +151,18 @@ def print_report(report: BenchReport, console=None) -> None:
     console.print(throughput)
     console.print(describe_encode_ceiling(report), soft_wrap=True, markup=False)
     console.print(f"host: {describe_host(report.host)}", soft_wrap=True, markup=False)
+    for warning in busy_host_warnings(report):
+        console.print(f"warning: {warning}", soft_wrap=True, markup=False, style="yellow")
+
+
+def busy_host_warnings(report: BenchReport) -> list[str]:
+    """An efficiency above 100% cannot happen on a quiet host: a ceiling was measured while it was busier."""
+    return [
+        f"efficiency {100 * row.efficiency:.0f}% at batch {row.batch_size}: the host was busier while a ceiling "
+        "was measured than during the renders, so these rows are not comparable; rerun on a quiet machine."
+        for row in report.rows
+        if row.efficiency is not None and row.efficiency > BUSY_EFFICIENCY
+    ]
 
 
 def markdown_table(headers: Sequence[str], rows: list[list[str]], first: str = "right") -> list[str]:

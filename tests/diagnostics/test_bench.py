@@ -264,3 +264,12 @@ def _matplotlib_importable() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_an_impossible_efficiency_warns_that_the_host_was_busy(report):
+    import copy
+
+    busy = copy.deepcopy(report)
+    busy.rows[0].efficiency = 1.67
+    (warning,) = bench_report.busy_host_warnings(busy)[:1]
+    assert "efficiency 167% at batch 1" in warning and "host was busier" in warning
