@@ -249,7 +249,9 @@ def test_ray_renders_the_same_frames_as_local(tiny_package, clips, tmp_path):
         {"audio": clips[0.4], "model": tiny_package, "output": "a.mp4", "workers": 0, "start_frame": 3},
         {"audio": clips[0.6], "model": tiny_package, "output": "b.mp4", "workers": 0, "loop": "forward"},
     ]
-    columns = ("audio", "model", "output", "workers", "start_frame", "loop")
+    for row in rows:  # the reference path: the same bits wherever it runs
+        row["precision"] = "fp32"
+    columns = ("audio", "model", "output", "workers", "start_frame", "loop", "precision")
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
     local = run_jobs(read_jobs(write_csv(tmp_path / "local" / "jobs.csv", rows, columns)))

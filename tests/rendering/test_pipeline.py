@@ -51,7 +51,7 @@ def rendered(tiny_package, short_wav, tmp_path_factory):
     """One render with frame PNGs, batch 4 so the last batch (33 = 8*4 + 1) is padded."""
     out = tmp_path_factory.mktemp("render")
     frames = RenderOptions(frames_dir=out / "frames", frames_format="png")
-    with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1)) as renderer:
+    with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1, precision="fp32")) as renderer:
         result = renderer.render(short_wav, out / "short.mp4", frames)
     return result, out
 

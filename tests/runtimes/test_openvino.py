@@ -82,6 +82,10 @@ def test_the_fastest_candidate_within_the_gate_wins():
     ]
     assert (pick(measurements).backend, pick(measurements).precision) == ("openvino", "bf16")
     assert pick([Measurement("openvino", "int8", 20.0, 5.0)]).precision == "fp32"  # nothing passes: the reference
+    near = [Measurement("onnxruntime", "fp32", float("inf"), 0.50), Measurement("openvino", "bf16", 60.0, 0.30)]
+    assert pick(near).backend == "onnxruntime", "0.2 ms is noise on a tiny model: stay bit-exact"
+    slightly = [Measurement("onnxruntime", "fp32", float("inf"), 70.0), Measurement("openvino", "bf16", 60.0, 65.0)]
+    assert pick(slightly).backend == "onnxruntime", "under 10% faster is not worth leaving the reference"
 
 
 def test_candidates_start_with_the_reference():
