@@ -51,6 +51,7 @@ class ModelIO:
 
     inputs: list[str]
     outputs: list[str]
+    symbolic_output: bool = False  # the first output declares a non-numeric dim after the batch axis
 
 
 # Operator domains ONNX Runtime runs besides the standard one (its contrib ops, as in quantised models).
@@ -122,7 +123,8 @@ def check_model(
         )
     if problems:
         return problems, None
-    return [], ModelIO(input_names, names["outputs"] if names is not None else output_names)
+    symbolic = not all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:])
+    return [], ModelIO(input_names, names["outputs"] if names is not None else output_names, symbolic)
 
 
 def require_finite(values: np.ndarray, contract: ModelContract, path: Path | None) -> np.ndarray:
@@ -133,12 +135,6 @@ def require_finite(values: np.ndarray, contract: ModelContract, path: Path | Non
             "broken (a bad export or corrupt weights)."
         )
     return values
-
-
-def declared_output_is_concrete(path: Path, contract: ModelContract) -> bool:
-    """Whether the model's first output declares every dim after the batch axis as a number."""
-    _, outputs = read_model_io(path)
-    return bool(outputs) and all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:])
 
 
 def _graphs(graph):

@@ -28,9 +28,9 @@ def run_jobs(
         if on_result is not None:
             on_result(result)
 
-    pending = []
+    pending, memo = [], {}
     for index, job in enumerate(jobs):
-        if skip_existing and is_done(job):
+        if skip_existing and is_done(job, memo):
             report(index, JobResult.for_job(job, status="skipped", **recorded_results(job)))
         else:
             pending.append(index)

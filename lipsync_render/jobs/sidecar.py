@@ -68,8 +68,9 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_c
     )
 
 
-def is_done(job: Job) -> bool:
-    """Whether the job's MP4 exists and its sidecar says it was made from the same input, package and options."""
+def is_done(job: Job, memo: dict | None = None) -> bool:
+    """Whether the job's MP4 exists and its sidecar says it was made from the same input, package and options
+    (``memo``: see :func:`resolved_session`)."""
     sidecar = sidecar_path(job.output)
     if not job.output.is_file() or not sidecar.is_file():
         return False
@@ -80,7 +81,7 @@ def is_done(job: Job) -> bool:
         if record.get("output_bytes") != job.output.stat().st_size:
             return False
         checksum = sha256_file(resolve_package_path(job.model) / MANIFEST)
-        resolved = resolved_session(job)
+        resolved = resolved_session(job, memo)
         if resolved is None:
             return False
         codec = resolved_choices(job.session.video_encoder, resolved.backend)
@@ -92,20 +93,32 @@ def is_done(job: Job) -> bool:
         return False  # unreadable sidecar, missing input or package: render it and let that report the problem
 
 
-def resolved_session(job: Job):
-    """The job's session options with ``--precision auto`` as it was chosen (from the cache; None if unknown)."""
-    from dataclasses import replace
+def resolved_session(job: Job, memo: dict | None = None):
+    """The job's session options with ``--precision auto`` as it was chosen (from the cache; None if unknown).
 
+    ``memo`` keeps the answers of one run: finding the choice loads the package, which is not free per job."""
     if job.session.precision != "auto":
         return job.session
+    key = (job.model, job.session)
+    if memo is None or key not in memo:
+        resolved = _auto_resolved(job.model, job.session)
+        if memo is None:
+            return resolved
+        memo[key] = resolved
+    return memo[key]
+
+
+def _auto_resolved(model: str, session):
+    from dataclasses import replace
+
     from lipsync_render.package import load_package
     from lipsync_render.runtimes import get_backend
     from lipsync_render.runtimes.precision_choice import cached_choice
 
-    if get_backend(job.session.backend).planned_device(job.session.device) != "cpu":
-        return replace(job.session, precision="fp32")  # as Renderer resolves auto on a GPU
-    choice = cached_choice(load_package(job.model, verify_checksums=False), job.session)
-    return None if choice is None else replace(job.session, backend=choice.backend, precision=choice.precision)
+    if get_backend(session.backend).planned_device(session.device) != "cpu":
+        return replace(session, precision="fp32")  # as Renderer resolves auto on a GPU
+    choice = cached_choice(load_package(model, verify_checksums=False), session)
+    return None if choice is None else replace(session, backend=choice.backend, precision=choice.precision)
 
 
 @functools.cache

@@ -104,12 +104,3 @@ def _describe(error: Exception) -> str:
     text = getattr(error, "error_string", None) or str(error) or type(error).__name__
     text = text.strip().removeprefix("Error : ").rstrip(".")
     return text.replace(". ", "; ")
-
-
-def resample(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Resample mono float32 ``samples`` from ``rate`` to 16 kHz exactly as librosa's ``soxr_hq`` path."""
-    resampled = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
-    length = resampled_length(samples.shape[-1], rate)
-    if resampled.shape[0] >= length:
-        return resampled[:length]
-    return np.pad(resampled, (0, length - resampled.shape[0]))

@@ -111,7 +111,10 @@ class RenderRun:
             self.audio_path,
             self.renderer.video_codec,
             self.renderer.options.encoder_threads,
-            fallback_codec="libx264" if self.renderer.options.video_encoder == "auto" else None,
+            # NVENC that auto chose and that still fails to open for this file gives way to libx264
+            fallback_codec="libx264"
+            if self.renderer.video_codec != "libx264" and self.renderer.options.video_encoder == "auto"
+            else None,
         )
         self.video_codec = target.codec
         try:
