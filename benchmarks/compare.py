@@ -242,14 +242,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or tensorrt (both sides).")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads, both sides (0: all cores).")
-    parser.add_argument("--encoder", default="auto", help="lipsync-render video encoder; the baseline uses the same.")
+    parser.add_argument(
+        "--encoder",
+        default="auto",
+        help="lipsync-render video encoder (auto, software, nvenc); the baseline uses the same.",
+    )
     parser.add_argument("--preset", default="veryfast", help="x264 preset (both sides).")
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality (both sides).")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed runs after the cold one (both sides).")
     parser.add_argument("--repeat", type=int, default=3, help="Timed runs (both sides; median reported).")
     parser.add_argument("--ceilings", action="store_true", help="Also measure the lipsync-render stage ceilings.")
     parser.add_argument("--no-check", dest="check", action="store_false", help="Skip the output PSNR check.")
-    parser.add_argument("--json", type=Path, help="Also write both results as JSON here.")
+    parser.add_argument("--save", type=Path, help="Also write both results as JSON to this file.")
     args = parser.parse_args(argv)
     automatic = SessionOptions(device=args.device, precision=args.precision)
     automatic = automatic.resolve(get_backend(automatic.backend).planned_device(args.device))
@@ -289,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     block = markdown_block(report, naive, check, args)
     print("\nMarkdown for benchmarks/RESULTS.md:\n")
     print(block)
-    if args.json:
+    if args.save:
         data = {
             "lipsync_render": report.to_dict(),
             "naive": {
@@ -302,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             "speedup": report.rows[0].end_to_end_fps / naive.fps,
             "psnr_db": None if check is None else check[0],
         }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        args.save.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 
 

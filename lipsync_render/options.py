@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ CLI, JOBS, BENCH = "cli", "jobs", "bench"  # where an option can be set: flags, 
 EVERYWHERE = frozenset({CLI, JOBS, BENCH})
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-VIDEO_ENCODERS = ("auto", "libx264", "nvenc")
+VIDEO_CODECS = ("h264", "hevc")
+VIDEO_ENCODERS = ("auto", "software", "nvenc")
+SIZE_PATTERN = r"(\d{1,5})x(\d{1,5})"
+MIN_SIDE, MAX_SIDE = 16, 4096
 MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
     "ultrafast",
@@ -56,6 +60,7 @@ class OptionSpec:
     flags: tuple[str, ...] = ()  # CLI flags; default --name-with-dashes
     aliases: tuple[str, ...] = ()  # other manifest column names
     surfaces: frozenset[str] = EVERYWHERE  # where it can be set besides the Python API
+    check: Callable[[Any], str | None] | None = None  # a further rule: the problem as a clause, or None
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -109,13 +114,29 @@ class SessionOptions(_Checked):
     )
     threads: int = option(0, "Inference threads (0: all cores).", minimum=0, maximum=256)
     cuda_graph: bool = option(False, "CUDA: capture the UNet once and replay it.")
+    codec: str = option(
+        "h264",
+        "Video codec: h264 (plays everywhere) or hevc (smaller files).",
+        choices=VIDEO_CODECS,
+        changes_output=True,
+        label="Video codec",
+    )
     video_encoder: str = option(
         "auto",
-        "Video encoder: auto (NVENC when it really opens), libx264 or nvenc.",
+        "Video encoder: auto (NVENC when it really opens), software (libx264 or libx265) or nvenc.",
         choices=VIDEO_ENCODERS,
         changes_output=True,
         flags=("--video-encoder", "--encoder"),
         aliases=("encoder",),
+    )
+    size: str | None = option(
+        None,
+        "Scale the finished frames to WxH before encoding (both even, 16 to 4096); default: the package's size.",
+        pattern=SIZE_PATTERN,
+        metavar="WxH",
+        changes_output=True,
+        label="Output size",
+        check=lambda value: _size_problem(value),
     )
     encoder_threads: int | None = option(
         None,
@@ -166,7 +187,7 @@ class RenderOptions(_Checked):
         changes_output=True,
         surfaces=frozenset({CLI, JOBS}),
     )
-    crf: int = option(18, "H.264 quality (lower is better).", minimum=0, maximum=51, changes_output=True, label="CRF")
+    crf: int = option(18, "Video quality (lower is better).", minimum=0, maximum=51, changes_output=True, label="CRF")
     gop: float = option(
         2.0,
         "Seconds between keyframes (seeking is exact to one); 0 lets the encoder choose.",
@@ -175,7 +196,16 @@ class RenderOptions(_Checked):
         changes_output=True,
         label="GOP",
     )
-    preset: str = option("veryfast", "x264 preset.", choices=X264_PRESETS, changes_output=True)
+    preset: str = option("veryfast", "x264/x265 speed preset.", choices=X264_PRESETS, changes_output=True)
+    audio_bitrate: int = option(
+        128,
+        "AAC bitrate in kbit/s.",
+        minimum=16,
+        maximum=512,
+        changes_output=True,
+        metavar="KBPS",
+        label="Audio bitrate",
+    )
     features: str = option(
         "audio",
         "Audio features: from the audio, or the package's pre-extracted aud_ave.npy.",
@@ -262,6 +292,21 @@ def check_value(name: str, value: Any) -> None:
     if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
         bounds = f"at least {spec.minimum}" + ("" if spec.maximum is None else f" and at most {spec.maximum}")
         raise OptionError(f"{label} must be {bounds} (got {value}).")
+    if spec.check is not None and (problem := spec.check(value)):
+        raise OptionError(f"{label} {problem} (got '{value}').")
+
+
+def frame_size(value: str) -> tuple[int, int]:
+    """A WxH option value as (width, height)."""
+    width, height = re.fullmatch(SIZE_PATTERN, value, re.IGNORECASE).groups()
+    return int(width), int(height)
+
+
+def _size_problem(value: str) -> str | None:
+    width, height = frame_size(value)
+    if not all(MIN_SIDE <= side <= MAX_SIDE and side % 2 == 0 for side in (width, height)):
+        return f"needs an even width and height from {MIN_SIDE} to {MAX_SIDE}"
+    return None
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from lipsync_render import __version__
+from lipsync_render.cli.help_format import tidy_placeholders
 from lipsync_render.cli.option_params import with_options
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import BENCH, CLI, SessionOptions, split_options
@@ -23,7 +24,6 @@ from lipsync_render.options import BENCH, CLI, SessionOptions, split_options
 app = typer.Typer(
     help="Render lip-synced talking-head videos offline, fast.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 package_app = typer.Typer(help="Create, inspect and validate model packages.", no_args_is_help=True)
@@ -336,11 +336,12 @@ def bench_command(
     ceilings: bool = typer.Option(
         True, "--ceilings/--no-ceilings", help="Also measure UNet-only, without-UNet and bare x264."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the full report as JSON."),
-    csv_path: Path | None = typer.Option(None, "--csv", help="Write one CSV line per batch size."),
-    markdown_path: Path | None = typer.Option(None, "--markdown", help="Write the tables and host block as Markdown."),
-    plot_path: Path | None = typer.Option(
-        None, "--plot", help="Write a PNG plot (needs the 'plot' extra: matplotlib)."
+    json_output: bool = typer.Option(False, "--json", help="Print the full report as one JSON object on stdout."),
+    save: list[Path] | None = typer.Option(
+        None,
+        "--save",
+        help="Also write the report to this file, by suffix: .json, .csv (a line per batch size), .md (tables and "
+        "host, ready to paste) or .png (a plot; needs the 'plot' extra). Repeatable.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
     options: dict | None = None,  # the --options flags, filled in by with_options
@@ -355,9 +356,7 @@ def bench_command(
     except ValueError:
         fail(f"batch sizes must look like 1,4,8,25 (got '{batch_sizes}').", 2)
     session, per_render = split_options(options)
-    if plot_path is not None:
-        bench_report.require_matplotlib()
-    bench_report.check_output_files([json_path, csv_path, markdown_path, plot_path])
+    bench_report.check_save_paths(save or [])
     progress = None if quiet else (lambda message: typer.echo(f"bench: {message}", err=True))
     report = bench.run_bench(
         model,
@@ -371,16 +370,12 @@ def bench_command(
         ceilings=ceilings,
         on_progress=progress,
     )
-    bench_report.print_report(report)
-    for path, text in (
-        (json_path, bench_report.to_json),
-        (csv_path, bench_report.to_csv),
-        (markdown_path, bench_report.to_markdown),
-    ):
-        if path is not None:
-            bench_report.write_report_file(path, text(report))
-    if plot_path is not None:
-        bench_report.write_plot_file(plot_path, report)
+    if json_output:
+        typer.echo(bench_report.to_json(report), nl=False)
+    else:
+        bench_report.print_report(report)
+    for path in save or []:
+        bench_report.save(report, path)
 
 
 @app.command("render-many")
@@ -413,7 +408,12 @@ def render_many_command(
             reporter.add(result)
 
         results = run_jobs(
-            jobs, skip_existing=skip_existing, fail_fast=fail_fast, on_result=on_result, ray_address=ray_address
+            jobs,
+            skip_existing=skip_existing,
+            fail_fast=fail_fast,
+            on_result=on_result,
+            ray_address=ray_address,
+            on_frames=reporter.frames,
         )
     reporter.summary()
     if any(r.status == "error" for r in results) or len(results) < len(jobs):
@@ -439,7 +439,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
     try:
-        code = app(standalone_mode=False)
+        code = tidy_placeholders(typer.main.get_command(app))(standalone_mode=False, prog_name="lipsync")
     except typer.TyperException as exc:  # a flag typer itself cannot parse, a missing argument
         message = " ".join(exc.format_message().split())
         typer.echo(f"error: {message[0].lower() + message[1:] if message else 'bad arguments.'}", err=True)

@@ -26,6 +26,11 @@ def _metavar(o: Option) -> str | None:
     return o.spec.metavar
 
 
+def _completer(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """Shell completion of a choice option's values."""
+    return lambda incomplete: [choice for choice in choices if choice.startswith(incomplete)]
+
+
 def _parameter(o: Option) -> inspect.Parameter:
     """Values are checked by the options dataclasses (one sentence, exit 2), so typer gets plain types."""
     kind = o.kind if o.default is not None or o.kind is bool else o.kind | None
@@ -33,7 +38,12 @@ def _parameter(o: Option) -> inspect.Parameter:
         default = typer.Option(o.default, *o.flags, help=_help(o))
     else:
         default = typer.Option(
-            o.default, *o.flags, help=_help(o), metavar=_metavar(o), show_default=o.default is not None
+            o.default,
+            *o.flags,
+            help=_help(o),
+            metavar=_metavar(o),
+            show_default=o.default is not None,
+            autocompletion=_completer(o.spec.choices) if o.spec.choices else None,
         )
     return inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
 

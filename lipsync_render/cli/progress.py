@@ -75,7 +75,8 @@ class ProgressReporter:
 
 
 class JobReporter:
-    """One progress bar over all jobs (stderr, terminals only), a line per job and a closing summary."""
+    """Progress bars over all jobs and over the frames of the job rendering now (stderr, terminals only), a line
+    per job and a closing summary."""
 
     def __init__(self, total: int, enabled: bool = True):
         from rich.console import Console
@@ -85,23 +86,34 @@ class JobReporter:
         self.enabled = enabled
         self.results: list[JobResult] = []
         self.progress = None
-        self.task = None
+        self.task = self.frames_task = None
 
     def __enter__(self) -> JobReporter:
         if self.enabled and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.progress = Progress(
-                TextColumn("jobs"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task("jobs", total=self.total)
+            self.task = self.progress.add_task("jobs", total=self.total, rate="")
+            self.frames_task = self.progress.add_task("frames", total=None, rate="", visible=False)
         return self
+
+    def frames(self, job, done: int, total: int) -> None:
+        """Follow the frames of the job rendering now."""
+        if self.progress is None:
+            return
+        task = self.progress.tasks[self.frames_task]
+        if done <= 1 or task.description != job.audio.name:
+            self.progress.reset(self.frames_task, total=total, description=job.audio.name, visible=True)
+        elapsed = task.elapsed or 0.0
+        rate = f"{done / elapsed:.1f} fps" if elapsed else ""
+        self.progress.update(self.frames_task, completed=done, total=total, rate=rate)
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:

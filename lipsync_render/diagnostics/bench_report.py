@@ -15,7 +15,7 @@ import numpy as np
 
 from lipsync_render.diagnostics.bench import BenchReport, BenchRow
 from lipsync_render.diagnostics.host import HostInfo
-from lipsync_render.errors import LipsyncError, RenderError
+from lipsync_render.errors import LipsyncError, OptionError, RenderError
 from lipsync_render.paths import replaceable_problem, write_file_atomically
 from lipsync_render.rendering.result import STAGES
 
@@ -281,19 +281,28 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
     figure.savefig(path, dpi=110, format="png")
 
 
-def check_output_files(paths: Sequence[str | os.PathLike | None]) -> None:
-    """Fail before benchmarking when a requested output file could not be written."""
-    for path in filter(None, paths):
-        problem = replaceable_problem(Path(path))
+SAVE_FORMATS = {".json": "JSON", ".csv": "CSV", ".md": "Markdown", ".png": "PNG plot"}
+
+
+def check_save_paths(paths: Sequence[str | os.PathLike]) -> None:
+    """Fail before benchmarking when a --save file has an unknown suffix or could not be written."""
+    for path in map(Path, paths):
+        if path.suffix.lower() not in SAVE_FORMATS:
+            kinds = ", ".join(f"{suffix} ({kind})" for suffix, kind in SAVE_FORMATS.items())
+            raise OptionError(f"--save {path}: the suffix must be one of {kinds}.")
+        problem = replaceable_problem(path)
         if problem:
             raise RenderError(problem)
+    if any(Path(path).suffix.lower() == ".png" for path in paths):
+        require_matplotlib()
 
 
-def write_plot_file(path: str | os.PathLike, report: BenchReport) -> None:
-    """Save the plot, describing a failure in one sentence."""
-    write_file_atomically(Path(path), lambda temporary: save_plot(report, temporary))
-
-
-def write_report_file(path: str | os.PathLike, text: str) -> None:
-    """Write one output file, describing a failure in one sentence."""
-    write_file_atomically(Path(path), lambda temporary: temporary.write_text(text))
+def save(report: BenchReport, path: str | os.PathLike) -> None:
+    """Write the report in the format its suffix names, atomically, describing a failure in one sentence."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        write_file_atomically(path, lambda temporary: save_plot(report, temporary))
+        return
+    text = {".json": to_json, ".csv": to_csv, ".md": to_markdown}[suffix](report)
+    write_file_atomically(path, lambda temporary: temporary.write_text(text))

@@ -15,11 +15,13 @@ def run_jobs(
     fail_fast: bool = False,
     on_result: Callable[[JobResult], None] | None = None,
     ray_address: str | None = None,
+    on_frames: Callable[[Job, int, int], None] | None = None,
 ) -> list[JobResult]:
     """Run jobs here (or on Ray when ``ray_address`` is given); results come back in job order.
 
     Jobs are grouped so that each package and session setup loads once. ``on_result`` sees each result as it
-    finishes. With ``fail_fast`` no job is started after the first failure; jobs not started have no result.
+    finishes; ``on_frames(job, done, total)`` follows the frames of the job rendering here (not on Ray). With
+    ``fail_fast`` no job is started after the first failure; jobs not started have no result.
     """
     results: dict[int, JobResult] = {}
 
@@ -39,15 +41,17 @@ def run_jobs(
 
         run_on_ray(list(jobs), pending, fail_fast, report, ray_address)
     else:
-        _run_here(jobs, pending, fail_fast, report)
+        _run_here(jobs, pending, fail_fast, report, on_frames)
     return [results[i] for i in sorted(results)]
 
 
-def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report) -> None:
+def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report, on_frames) -> None:
     worker = JobWorker()
     try:
         for index in grouped(jobs, pending):
-            result = worker.run(jobs[index])
+            job = jobs[index]
+            follow = None if on_frames is None else (lambda done, total, job=job: on_frames(job, done, total))
+            result = worker.run(job, follow)
             report(index, result)
             if result.status == "error" and fail_fast:
                 break

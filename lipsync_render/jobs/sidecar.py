@@ -84,7 +84,7 @@ def is_done(job: Job, memo: dict | None = None) -> bool:
         resolved = resolved_session(job, memo)
         if resolved is None:
             return False
-        codec = resolved_choices(job.session.video_encoder, resolved.backend)
+        codec = resolved_choices(job.session.codec, job.session.video_encoder, resolved.backend)
         expected = job_identity(job, checksum, *codec, resolved.precision)
         return all(record.get(key) == value for key, value in expected.items()) and record.get(
             "output_sha256"
@@ -122,12 +122,12 @@ def _auto_resolved(model: str, session):
 
 
 @functools.cache
-def resolved_choices(video_encoder: str, backend: str) -> tuple[str, str]:
+def resolved_choices(codec: str, video_encoder: str, backend: str) -> tuple[str, str]:
     """The FFmpeg encoder and the backend a render would use here for these (possibly automatic) choices."""
     from lipsync_render.media.video import select_video_encoder
     from lipsync_render.runtimes import get_backend
 
-    return select_video_encoder(video_encoder), get_backend(backend).name
+    return select_video_encoder(codec, video_encoder), get_backend(backend).name
 
 
 def recorded_results(job: Job) -> dict:

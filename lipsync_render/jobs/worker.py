@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from lipsync_render.errors import LipsyncError
@@ -47,15 +48,16 @@ class JobWorker:
         self.key: tuple | None = None
         self.load_error: str | None = None
 
-    def run(self, job: Job) -> JobResult:
-        """Render one job and write its sidecar; failures become an error result."""
+    def run(self, job: Job, on_progress: Callable[[int, int], None] | None = None) -> JobResult:
+        """Render one job and write its sidecar; failures become an error result. ``on_progress(done, total)``
+        follows its frames."""
         job = self._adapt(job)
         host = socket.gethostname()
         try:
             renderer = self._renderer_for(job)
             job.output.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_partials(sidecar_path(job.output))
-            result = renderer.render(job.audio, job.output, job.render)
+            result = renderer.render(job.audio, job.output, job.render, on_progress=on_progress)
             write_sidecar(job, result, renderer.package.checksum, result.video_codec)
         except LipsyncError as exc:
             return JobResult.for_job(job, status="error", error=str(exc), host=host)

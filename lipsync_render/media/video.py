@@ -1,4 +1,5 @@
-"""MP4 output with PyAV: H.264 yuv420p video, AAC audio from the input file, interleaved, faststart."""
+"""MP4 output with PyAV: H.264 (or HEVC) yuv420p video tagged BT.709, AAC audio from the input file, interleaved,
+faststart."""
 
 from __future__ import annotations
 
@@ -8,21 +9,35 @@ from pathlib import Path
 
 import av
 import numpy as np
-import soundfile as sf
 
+from lipsync_render.media.audio_source import AudioSource
+from lipsync_render.media.colour import COLOUR_TAGS, decode_bgr
 from lipsync_render.options import RenderOptions
 
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 FALLBACK_AUDIO_RATE = 48000
 AUDIO_BLOCK = 4096
 
+# (--codec, --video-encoder) -> FFmpeg encoder
+ENCODERS = {
+    ("h264", "software"): "libx264",
+    ("h264", "nvenc"): "h264_nvenc",
+    ("hevc", "software"): "libx265",
+    ("hevc", "nvenc"): "hevc_nvenc",
+}
+SOFTWARE_ENCODERS = {ENCODERS[codec, "software"] for codec in ("h264", "hevc")}
+MP4_CODEC_TAGS = {"libx265": "hvc1", "hevc_nvenc": "hvc1"}  # what Apple's players and Safari require for HEVC
 
-ENCODERS = {"libx264": "libx264", "nvenc": "h264_nvenc"}  # --video-encoder values -> FFmpeg encoders
+
+def software_encoder(encoder: str) -> str:
+    """The CPU encoder of the same codec as ``encoder``."""
+    codec = next(codec for (codec, _), name in ENCODERS.items() if name == encoder)
+    return ENCODERS[codec, "software"]
 
 
 def codec_options(codec: str, options: RenderOptions, threads: int = 0, fps: int = 25) -> dict[str, str]:
-    """FFmpeg encoder options for the render options: x264's CRF and preset, or NVENC's constant quality, and the
-    keyframe interval of either."""
+    """FFmpeg encoder options for the render options: x264's or x265's CRF and preset, or NVENC's constant quality,
+    and the keyframe interval of each."""
     gop = {"g": str(max(1, round(options.gop * fps)))} if options.gop else {}
     if codec == "libx264":
         return {
@@ -31,6 +46,9 @@ def codec_options(codec: str, options: RenderOptions, threads: int = 0, fps: int
             **gop,
             **({"threads": str(threads)} if threads else {}),
         }
+    if codec == "libx265":
+        params = "log-level=error" + (f":pools={threads}:frame-threads={min(threads, 2)}" if threads else "")
+        return {"crf": str(options.crf), "preset": options.preset, "x265-params": params, **gop}
     return {"preset": "p4", "cq": str(options.crf), **gop}
 
 
@@ -38,8 +56,8 @@ PROBE_SIZE = (1280, 720)
 
 
 def encoder_opens(codec: str, width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]) -> bool:
-    """Whether FFmpeg can really open this H.264 encoder here at this size, with the options the writer uses
-    (NVENC needs a GPU and driver, and a free session; old drivers refuse large frames)."""
+    """Whether FFmpeg can really open this encoder here at this size, with the options the writer uses (NVENC
+    needs a GPU and driver, and a free session; old drivers refuse large frames)."""
     try:
         context = av.CodecContext.create(codec, "w")
         context.width, context.height, context.pix_fmt = width, height, "yuv420p"
@@ -51,27 +69,32 @@ def encoder_opens(codec: str, width: int = PROBE_SIZE[0], height: int = PROBE_SI
         return False
 
 
-def select_video_encoder(name: str = "auto", width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]) -> str:
-    """The FFmpeg encoder for auto, libx264 or nvenc at a frame size; an explicit nvenc that cannot open is an
-    error, ``auto`` takes NVENC only when it really opens."""
+def select_video_encoder(
+    codec: str = "h264", kind: str = "auto", width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]
+) -> str:
+    """The FFmpeg encoder for a codec and an encoder kind (auto, software or nvenc) at a frame size; an encoder
+    asked for that cannot open is an error, ``auto`` takes NVENC only when it really opens."""
     from lipsync_render.errors import DeviceError
 
-    if name == "auto":
-        return "h264_nvenc" if encoder_opens("h264_nvenc", width, height) else "libx264"
-    if name not in ENCODERS:
-        raise DeviceError(f"Unknown video encoder '{name}': use auto, libx264 or nvenc.")
-    if not encoder_opens(ENCODERS[name], width, height):
-        raise DeviceError(f"The {ENCODERS[name]} encoder cannot be opened on this machine (no NVIDIA GPU or driver?).")
-    return ENCODERS[name]
+    if kind == "auto":
+        nvenc = ENCODERS[codec, "nvenc"]
+        return nvenc if encoder_opens(nvenc, width, height) else ENCODERS[codec, "software"]
+    if (codec, kind) not in ENCODERS:
+        raise DeviceError(f"Unknown video encoder '{kind}' for {codec}: use auto, software or nvenc.")
+    name = ENCODERS[codec, kind]
+    if not encoder_opens(name, width, height):
+        reason = "no NVIDIA GPU or driver?" if kind == "nvenc" else "this FFmpeg build lacks it"
+        raise DeviceError(f"The {name} encoder cannot be opened on this machine ({reason}).")
+    return name
 
 
 class AudioTrack:
     """The input file's audio, read in blocks at an AAC-compatible rate (its own, else 48 kHz), mono or stereo."""
 
-    def __init__(self, path: Path):
-        self.file = sf.SoundFile(str(path))
-        self.source_rate = self.file.samplerate
-        self.channels = 2 if self.file.channels == 2 else 1
+    def __init__(self, path: Path, frames: int | None = None):
+        self.source = AudioSource(path, frames)
+        self.source_rate = self.source.rate
+        self.channels = 2 if self.source.channels == 2 else 1
         self.rate = self.source_rate if self.source_rate in AAC_RATES else FALLBACK_AUDIO_RATE
         self.resampler = None
         if self.rate != self.source_rate:
@@ -80,19 +103,24 @@ class AudioTrack:
             self.resampler = soxr.ResampleStream(
                 self.source_rate, self.rate, self.channels, dtype="float32", quality="HQ"
             )
-        self.total = int(round(self.file.frames * self.rate / self.source_rate))
+        self.total = int(round(self.source.frames * self.rate / self.source_rate))
+        self.blocks = self.source.blocks(AUDIO_BLOCK)
+        self.read_frames = 0
 
-    def read(self, count: int) -> np.ndarray:
-        """Up to ``count`` source samples as (channels, n) float32 at the output rate."""
-        block = self.file.read(count, dtype="float32", always_2d=True)
+    def read(self) -> np.ndarray | None:
+        """The next block as (channels, n) float32 at the output rate; None after the last."""
+        block = next(self.blocks, None)
+        if block is None:
+            return None
+        self.read_frames += len(block)
         if block.shape[1] != self.channels:
-            block = block.mean(axis=1, keepdims=True)
+            block = block.mean(axis=1, keepdims=True, dtype=np.float32)
         if self.resampler is not None:
-            block = self.resampler.resample_chunk(block, last=len(block) < count)
+            block = self.resampler.resample_chunk(block, last=self.read_frames >= self.source.frames)
         return np.ascontiguousarray(block.T)
 
     def close(self) -> None:
-        self.file.close()
+        self.blocks.close()
 
 
 @dataclass(frozen=True)
@@ -105,7 +133,8 @@ class VideoTarget:
     fps: int = 25
     audio_path: Path | None = None  # muxed as AAC; None writes video only
     codec: str = "libx264"  # an FFmpeg encoder name (select_video_encoder)
-    threads: int = 0  # libx264 threads, 0: x264's own choice
+    threads: int = 0  # x264/x265 threads, 0: the encoder's own choice
+    audio_frames: int | None = None  # the audio file's length in samples, when already counted
     fallback_codec: str | None = None  # what to open instead when ``codec`` fails to open (NVENC chosen by auto)
 
 
@@ -121,22 +150,33 @@ class VideoWriter:
             self.video = self.container.add_stream(target.codec, rate=target.fps)
             self.video.width, self.video.height, self.video.pix_fmt = target.width, target.height, "yuv420p"
             self.video.codec_context.time_base = Fraction(1, target.fps)
+            for tag, value in COLOUR_TAGS.items():
+                setattr(self.video.codec_context, tag, value)
+            if target.codec in MP4_CODEC_TAGS:
+                self.video.codec_tag = MP4_CODEC_TAGS[target.codec]
             self.video.options = codec_options(target.codec, options, target.threads, target.fps)
             self.video.codec_context.open()  # now, so an encoder that cannot open fails here, not at frame one
         except BaseException:
             self.container.close()
             raise
         self.frames_written = 0
-        self.audio_track = AudioTrack(target.audio_path) if target.audio_path is not None else None
         self.audio_written = 0
-        if self.audio_track is not None:
-            layout = "stereo" if self.audio_track.channels == 2 else "mono"
-            self.audio = self.container.add_stream("aac", rate=self.audio_track.rate, layout=layout)
-            self.audio.time_base = Fraction(1, self.audio_track.rate)
+        self.audio_track = None
+        if target.audio_path is not None:
+            try:
+                self.audio_track = AudioTrack(target.audio_path, target.audio_frames)
+                layout = "stereo" if self.audio_track.channels == 2 else "mono"
+                self.audio = self.container.add_stream("aac", rate=self.audio_track.rate, layout=layout)
+                self.audio.time_base = Fraction(1, self.audio_track.rate)
+                self.audio.bit_rate = options.audio_bitrate * 1000
+            except BaseException:
+                self.abort()
+                raise
 
     def write_i420(self, planes: np.ndarray) -> None:
         """Encode one frame given as an (H*3/2, W) uint8 I420 buffer."""
         frame = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
+        frame.colorspace, frame.color_range = COLOUR_TAGS["colorspace"], COLOUR_TAGS["color_range"]
         frame.pts = self.frames_written
         self.container.mux(self.video.encode(frame))
         self.frames_written += 1
@@ -148,11 +188,11 @@ class VideoWriter:
             return
         target = track.total if seconds is None else min(track.total, int(seconds * track.rate))
         while self.audio_written < target:
-            samples = track.read(
-                min(AUDIO_BLOCK, max(1, int((target - self.audio_written) * track.source_rate / track.rate)))
-            )
-            if samples.shape[1] == 0:
+            samples = track.read()
+            if samples is None:
                 break
+            if samples.shape[1] == 0:
+                continue
             frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self.audio.layout.name)
             frame.sample_rate = track.rate
             frame.pts = self.audio_written
@@ -220,7 +260,7 @@ def probe(path: Path, count_frames: bool = True) -> MediaInfo:
 
 
 def read_frames_bgr(path: Path):
-    """Decoded frames of a video as BGR uint8 arrays, lazily."""
+    """Decoded frames of a video as BGR uint8 arrays as a player shows them (colour tags honoured), lazily."""
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="bgr24")
+            yield decode_bgr(frame)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from lipsync_render.errors import RenderError
+from lipsync_render.media.colour import BT709Converter
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 from lipsync_render.rendering.geometry import composite_frame
@@ -50,12 +51,15 @@ class _WorkerState:
         self.predictions, self.i420 = layout.views(self.shm.buf if self.shm else ring)
         self.frames = np.load(frames_path, mmap_mode="r")
         self.scratch = np.empty(self.frames.shape[1:], np.uint8)
+        height, width = self.frames.shape[1:3]
+        self.converter = BT709Converter(width, height, layout.width, layout.height)
 
     def composite(self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
         """Composite one frame into the slot's I420 area; returns the seconds it took."""
         start = time.perf_counter()
         frame = composite_frame(self.frames[frame_index], rect, self.predictions[slot], out=self.scratch)
-        cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=self.i420[slot])
+        frame = self.converter.fit(frame)
+        self.converter.convert(frame, out=self.i420[slot])
         output.write(number, frame)
         return time.perf_counter() - start
 
@@ -75,7 +79,8 @@ def _composite_in_worker(slot: int, frame_index: int, rect: tuple, number: int, 
 
 
 class CompositingPool:
-    """Composites frames in ``workers`` processes (0: in the calling thread) through a shared-memory ring."""
+    """Composites frames in ``workers`` processes (0: in the calling thread) through a shared-memory ring; the
+    finished frames have the output size (``width`` x ``height``), to which the package's frames are scaled."""
 
     def __init__(self, frames_path: Path, width: int, height: int, slots: int, workers: int = 1):
         self.layout = RingLayout(slots, width, height)

@@ -32,7 +32,7 @@ from lipsync_render.contract import VISUAL_INPUT_SHAPE, require_finite
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
-from lipsync_render.media.video import VideoTarget
+from lipsync_render.media.video import SOFTWARE_ENCODERS, VideoTarget, software_encoder
 from lipsync_render.options import RenderOptions
 from lipsync_render.paths import replaceable_problem
 from lipsync_render.rendering import cancellation, features
@@ -103,17 +103,18 @@ class RenderRun:
         if self.options.features == "audio":
             threads.insert(0, threading.Thread(target=self._guard, args=(self._extract_features,), daemon=True))
         encoder, collector = self.renderer.video_encoder, threads[-1]
+        codec = self.renderer.video_codec
         target = VideoTarget(
             partial,
-            self.package.width,
-            self.package.height,
+            *self.renderer.output_size,
             self.package.fps,
             self.audio_path,
-            self.renderer.video_codec,
+            codec,
             self.renderer.options.encoder_threads,
-            # NVENC that auto chose and that still fails to open for this file gives way to libx264
-            fallback_codec="libx264"
-            if self.renderer.video_codec != "libx264" and self.renderer.options.video_encoder == "auto"
+            self.audio.source.frames,
+            # NVENC that auto chose and that still fails to open for this file gives way to the software encoder
+            fallback_codec=software_encoder(codec)
+            if codec not in SOFTWARE_ENCODERS and self.renderer.options.video_encoder == "auto"
             else None,
         )
         self.video_codec = target.codec
@@ -276,9 +277,9 @@ class RenderRun:
                 return
             elif kind == "aborted":
                 return
-            elif kind == "warning":  # NVENC gave way to libx264 for this file
+            elif kind == "warning":  # NVENC gave way to the software encoder for this file
                 log.warning(value)
-                self.video_codec = "libx264"
+                self.video_codec = software_encoder(self.video_codec)
             elif kind == "error" and self.failure is None:
                 self.failure = RenderError(value)
                 self.cancel.set()

@@ -13,7 +13,7 @@ from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import DeviceError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.video import select_video_encoder
-from lipsync_render.options import RenderOptions, SessionOptions, split_options
+from lipsync_render.options import RenderOptions, SessionOptions, frame_size, split_options
 from lipsync_render.package import Package, load_package
 from lipsync_render.paths import replaceable_problem
 from lipsync_render.rendering.child_process import refuse_in_a_starting_helper
@@ -70,9 +70,7 @@ class Renderer:
     def _start_helpers(self) -> None:
         """The compositing pool, its shared ring and the video encoder process, sized by the options."""
         self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
-        self.pool = CompositingPool(
-            self.package.frames_path, self.package.width, self.package.height, self.slots, self.options.workers
-        )
+        self.pool = CompositingPool(self.package.frames_path, *self.output_size, self.slots, self.options.workers)
         self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
 
     def _load_models(self) -> None:
@@ -85,7 +83,7 @@ class Renderer:
                 self.close()  # sized for a GPU that is not there: resize the pool and ring, reload at the CPU batch
                 self._start_helpers()
                 self.unet = self._load_unet(self.options)
-        self.video_codec = select_video_encoder(self.options.video_encoder, self.package.width, self.package.height)
+        self.video_codec = select_video_encoder(self.options.codec, self.options.video_encoder, *self.output_size)
         self.audio_encoder = self.backend.load(self.package, AUDIO_ENCODER, self.options)
 
     def _load_unet(self, options: SessionOptions):
@@ -102,6 +100,11 @@ class Renderer:
             log.warning("%s Rendering on the CPU with CPU settings instead.", exc)
             return call_at_low_priority(self.backend.load, self.package, UNET, replace(options, device="cpu"))
         return unet
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the encoded frames: ``--size``, else the package's."""
+        return frame_size(self.options.size) if self.options.size else (self.package.width, self.package.height)
 
     @property
     def providers(self) -> list[str]:

@@ -322,6 +322,14 @@ def test_a_unet_that_gives_nan_fails_the_render_naming_the_model(package, short_
         ("--precision", "int4", "Precision must be one of"),
         ("--loop", "zigzag", "Loop must be one of"),
         ("--frames-format", "gif", "Frames format must be one of"),
+        ("--codec", "vp9", "Video codec must be one of h264, hevc"),
+        ("--video-encoder", "x264", "Video encoder must be one of auto, software, nvenc"),
+        ("--size", "1280", "Unknown output size '1280': use WxH"),
+        ("--size", "1279x720", "Output size needs an even width and height"),
+        ("--size", "8x8", "Output size needs an even width and height"),
+        ("--size", "99999x720", "Output size needs an even width and height"),
+        ("--audio-bitrate", "8", "Audio bitrate must be at least 16"),
+        ("--audio-bitrate", "9999", "Audio bitrate must be at least 16 and at most 512"),
     ],
 )
 def test_option_values_are_refused_before_anything_loads(flag, value, fragment, tmp_path):
@@ -335,7 +343,8 @@ def test_help_shows_the_choices():
         "auto|fp32|fp16|bf16|int8",
         "auto|onnxruntime|openvino",
         "pingpong|forward",
-        "auto|libx264|nvenc",
+        "auto|software|nvenc",
+        "h264|hevc",
         "jpg|png",
         "veryfast",
     ):
@@ -495,7 +504,7 @@ def test_features_output_never_replaces_a_fifo_or_an_input(tiny_package, short_w
 def test_bench_reports_never_replace_what_is_not_a_file(tiny_package, tmp_path):
     (tmp_path / "report.json").mkdir()
     result = runner.invoke(
-        app, ["bench", "--model", str(tiny_package), "--frames", "4", "--json", str(tmp_path / "report.json")]
+        app, ["bench", "--model", str(tiny_package), "--frames", "4", "--save", str(tmp_path / "report.json")]
     )
     assert_refused(result, 6, "is a directory")
 

@@ -211,13 +211,13 @@ def test_cli_writes_all_files(tiny_package, tmp_path):
             "1",
             "--device",
             "cpu",
-            "--json",
+            "--save",
             str(files["json"]),
-            "--csv",
+            "--save",
             str(files["csv"]),
-            "--markdown",
+            "--save",
             str(files["md"]),
-            "--plot",
+            "--save",
             str(files["png"]),
         ],
     )
@@ -237,7 +237,7 @@ def test_cli_writes_all_files(tiny_package, tmp_path):
 def test_cli_plot_without_matplotlib_fails_in_one_sentence(tiny_package, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     result = runner.invoke(
-        app, ["bench", "--model", str(tiny_package), "--frames", "5", "--plot", str(tmp_path / "p.png")]
+        app, ["bench", "--model", str(tiny_package), "--frames", "5", "--save", str(tmp_path / "p.png")]
     )
     assert result.exit_code == 1
     assert "matplotlib" in result.stderr and "lipsync-render[plot]" in result.stderr
@@ -250,7 +250,8 @@ def test_cli_plot_without_matplotlib_fails_in_one_sentence(tiny_package, tmp_pat
     [
         (["--frames", "5", "--audio", "x.wav"], "not both"),
         (["--batch-sizes", "1,x"], "batch sizes"),
-        (["--json", "/nonexistent-dir/r.json"], "/nonexistent-dir does not exist"),
+        (["--save", "/nonexistent-dir/r.json"], "/nonexistent-dir does not exist"),
+        (["--save", "report.txt"], "the suffix must be one of .json"),
     ],
 )
 def test_cli_bad_arguments(tiny_package, args, fragment):
@@ -273,3 +274,11 @@ def test_an_impossible_efficiency_warns_that_the_host_was_busy(report):
     busy.rows[0].efficiency = 1.67
     (warning,) = bench_report.busy_host_warnings(busy)[:1]
     assert "efficiency 167% at batch 1" in warning and "host was busier" in warning
+
+
+def test_cli_json_prints_the_report_on_stdout_as_render_does(tiny_package):
+    args = ["bench", "--model", str(tiny_package), "--batch-sizes", "2", "--frames", "4", "--warmup", "0"]
+    result = runner.invoke(app, [*args, "--repeat", "1", "--no-ceilings", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [row["batch_size"] for row in report["rows"]] == [2]

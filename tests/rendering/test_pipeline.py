@@ -171,3 +171,43 @@ def test_keyframes_come_every_gop_seconds(tiny_package, short_wav, tmp_path, gop
     with av.open(str(tmp_path / "k.mp4")) as container:
         keyframes = [i for i, packet in enumerate(container.demux(video=0)) if packet.is_keyframe]
     assert keyframes[:2] == [0, spacing] or (keyframes == [0] and spacing >= 33)
+
+
+def test_decoded_output_shows_the_package_colours_outside_the_rect(tiny_package, short_wav, tmp_path):
+    """Played as the BT.709 tags say, background pixels come back as they are in the package, within 2 levels
+    (lossless x264, so what is measured is the colour conversion and 4:2:0 chroma; pixels near the face
+    and at sharp colour edges share chroma with their neighbours and are left out; 8-bit YUV itself rounds a
+    saturated pixel by up to 3 levels, hence the 99.9th percentile)."""
+    package = load_package(tiny_package)
+    with Renderer(tiny_package, SessionOptions(workers=0, precision="fp32")) as renderer:
+        result = renderer.render(short_wav, tmp_path / "c.mp4", RenderOptions(crf=0))
+    schedule = frame_schedule(result.frames, package.frame_count)
+    for number, decoded in enumerate(read_frames_bgr(tmp_path / "c.mp4")):
+        source = package.frames[schedule[number]]
+        x1, y1, x2, y2 = package.rects[schedule[number]]
+        flat = cv2.morphologyEx(source, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)).max(axis=2) <= 8
+        flat[max(0, y1 - 8) : y2 + 8, max(0, x1 - 8) : x2 + 8] = False
+        difference = decoded.astype(int)[flat] - source[flat]
+        assert np.percentile(np.abs(difference), 99.9) <= 2 and np.abs(difference).mean() < 1
+
+
+def test_output_size_scales_the_finished_frames(tiny_package, short_wav, tmp_path):
+    options = RenderOptions(frames_dir=tmp_path / "frames", frames_format="png")
+    with Renderer(tiny_package, SessionOptions(workers=1, size="640x360")) as renderer:
+        renderer.render(short_wav, tmp_path / "small.mp4", options)
+    info = probe(tmp_path / "small.mp4")
+    assert (info.width, info.height, info.frames) == (640, 360, 33)
+    package = load_package(tiny_package)
+    first = cv2.imread(str(tmp_path / "frames" / "000000.png"))
+    x1, y1, x2, y2 = package.rects[frame_schedule(1, package.frame_count)[0]]
+    expected = cv2.resize(np.asarray(package.frames[1]), (640, 360), interpolation=cv2.INTER_AREA)
+    outside = np.ones((360, 640), bool)
+    outside[y1 // 2 - 2 : y2 // 2 + 2, x1 // 2 - 2 : x2 // 2 + 2] = False
+    assert first.shape == (360, 640, 3) and np.array_equal(first[outside], expected[outside])
+
+
+def test_hevc_output(tiny_package, short_wav, tmp_path):
+    with Renderer(tiny_package, SessionOptions(workers=0, codec="hevc")) as renderer:
+        result = renderer.render(short_wav, tmp_path / "h.mp4")
+    assert result.video_codec == "libx265"
+    assert probe(tmp_path / "h.mp4").video_codec == "hevc"

@@ -118,16 +118,3 @@ def test_runner_loops_over_a_static_batch_one_model(tmp_path):
     x = np.random.default_rng(1).random((5, 6, 320, 320), dtype=np.float32)
     out = runner.run(x, np.zeros((5, 32, 16, 16), np.float32))
     assert np.allclose(out, 1 / (1 + np.exp(-x[:, :3])), atol=1e-6)
-
-
-def test_video_encoder_selection():
-    from lipsync_render.media.video import encoder_opens, select_video_encoder
-
-    assert select_video_encoder("libx264") == "libx264"
-    expected = "h264_nvenc" if encoder_opens("h264_nvenc") else "libx264"
-    assert select_video_encoder("auto") == expected
-    if expected == "libx264":
-        with pytest.raises(DeviceError, match="h264_nvenc encoder cannot be opened"):
-            select_video_encoder("nvenc")
-    with pytest.raises(DeviceError, match="Unknown video encoder"):
-        select_video_encoder("hevc")
