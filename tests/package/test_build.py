@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from lipsync_render.cli.app import app
+from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import LipsyncError, PackageError
 from lipsync_render.package import load_package, validate_package
 from lipsync_render.package.build import (
@@ -546,9 +547,9 @@ def test_export_onnx_matches_torch(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "max |onnx - torch|" in result.output
-    check_model(out / "unet.onnx", "UNet")
-    check_model(out / "audio_encoder.onnx", "audio encoder")
+    assert "max |onnx - fp64|" in result.output
+    assert check_model(out / "unet.onnx", UNET)[0] == []
+    assert check_model(out / "audio_encoder.onnx", AUDIO_ENCODER)[0] == []
     assert [op.version for op in onnx.load(str(out / "unet.onnx")).opset_import if op.domain in ("", "ai.onnx")] == [17]
 
     rng = np.random.default_rng(7)
@@ -605,3 +606,16 @@ def test_built_package_renders_end_to_end(models, tmp_path, features):
         outside[y1:y2, x1:x2] = False
         source = cv2.imread(str(dataset / "full_body_img" / f"{index}.jpg"))
         assert np.array_equal(written[outside], source[outside])
+
+
+def test_export_refused_by_parity_names_the_override(tmp_path):
+    torch = pytest.importorskip("torch")
+    from lipsync_render.package.export import unet_model
+
+    torch.manual_seed(0)
+    torch.save(unet_model().state_dict(), tmp_path / "unet.pth")
+    args = ["package", "export-onnx", "--unet", str(tmp_path / "unet.pth"), "-o", str(tmp_path / "strict")]
+    result = CliRunner().invoke(app, [*args, "--parity-tolerance", "1e-12"])
+    assert result.exit_code == 4 and "Traceback" not in result.output
+    assert "float64" in result.output and "--parity-tolerance" in result.output
+    assert not (tmp_path / "strict" / "unet.onnx").exists()
