@@ -75,8 +75,7 @@ def run_checks(models: list[str] | None = None, package_dirs: list[Path] | None 
         check_cuda_provider(driver),
         check_tensorrt(driver),
         check_pyav(),
-        check_encoder("libx264", driver),
-        check_encoder("h264_nvenc", driver),
+        *(check_encoder(codec, driver) for codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc")),
     ]
     dirs = package_dirs if package_dirs is not None else package_search_dirs()
     checks += check_disk([Path.cwd(), *dirs])
@@ -257,28 +256,30 @@ def check_pyav() -> Check:
 
 
 def check_encoder(codec: str, driver: bool) -> Check:
-    from lipsync_render.media.video import PROBE_SIZE, encoder_opens
+    from lipsync_render.media.video import PROBE_SIZE, SOFTWARE_ENCODERS, encoder_opens, software_encoder
 
     name = f"encoder {codec}"
     if encoder_opens(codec):
         return Check(name, "ok", f"opens a {PROBE_SIZE[0]}x{PROBE_SIZE[1]} yuv420p stream with the writer's options")
-    if codec == "libx264":
+    if codec in SOFTWARE_ENCODERS:
+        default = codec == "libx264"
         return Check(
             name,
-            "fail",
-            "FFmpeg cannot open libx264: no MP4 can be written",
-            "use the PyPI wheels of PyAV, which bundle libx264: pip install --force-reinstall av",
+            "fail" if default else "warn",
+            f"FFmpeg cannot open {codec}: " + ("no MP4 can be written" if default else "--codec hevc cannot run"),
+            f"use the PyPI wheels of PyAV, which bundle {codec}: pip install --force-reinstall av",
         )
+    fallback = software_encoder(codec)
     if not driver:
         return Check(
-            name, "warn", "cannot open without an NVIDIA GPU; libx264 is used", "nothing to do on a CPU machine"
+            name, "warn", f"cannot open without an NVIDIA GPU; {fallback} is used", "nothing to do on a CPU machine"
         )
     return Check(
         name,
         "warn",
         "cannot open although a driver is present (a GPU without NVENC, or its sessions "
-        "are all in use); libx264 is used",
-        "optional: --encoder libx264 is the default fallback",
+        f"are all in use); {fallback} is used",
+        "optional: --video-encoder software is the default fallback",
     )
 
 
