@@ -43,7 +43,7 @@ from lipsync_render.rendering.frame_order import frame_schedule
 from lipsync_render.rendering.geometry import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.rendering.partials import partial_path
 from lipsync_render.rendering.result import RenderResult
-from lipsync_render.rendering.scheduling import lower_thread_priority
+from lipsync_render.rendering.scheduling import leave_signals_to_the_main_thread, lower_thread_priority
 
 if TYPE_CHECKING:
     from lipsync_render.rendering.renderer import Renderer
@@ -175,6 +175,7 @@ class RenderRun:
 
     def _guard(self, stage: Callable[[], None]) -> None:
         """Run a stage; the first failure cancels every other stage."""
+        leave_signals_to_the_main_thread()
         try:
             stage()
         except Cancelled:

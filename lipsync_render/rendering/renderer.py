@@ -22,7 +22,7 @@ from lipsync_render.rendering.encoding_process import VideoEncoderProcess
 from lipsync_render.rendering.partials import remove_stale_partials
 from lipsync_render.rendering.pipeline import RenderRun
 from lipsync_render.rendering.result import RenderResult
-from lipsync_render.rendering.scheduling import call_at_low_priority, quick_gil_handoff
+from lipsync_render.rendering.scheduling import call_at_low_priority, call_on_helper_thread, quick_gil_handoff
 from lipsync_render.runtimes import get_backend
 from lipsync_render.runtimes.precision_choice import choose_precision
 
@@ -64,7 +64,7 @@ class Renderer:
             return requested
         if get_backend(requested.backend).planned_device(requested.device) != "cpu":
             return replace(requested, precision="fp32")
-        self.precision_choice = choose_precision(self.package, requested, on_progress=log.info)
+        self.precision_choice = call_at_low_priority(choose_precision, self.package, requested, log.info)
         return replace(requested, backend=self.precision_choice.backend, precision=self.precision_choice.precision)
 
     def _start_helpers(self) -> None:
@@ -84,7 +84,7 @@ class Renderer:
                 self._start_helpers()
                 self.unet = self._load_unet(self.options)
         self.video_codec = select_video_encoder(self.options.codec, self.options.video_encoder, *self.output_size)
-        self.audio_encoder = self.backend.load(self.package, AUDIO_ENCODER, self.options)
+        self.audio_encoder = call_on_helper_thread(self.backend.load, self.package, AUDIO_ENCODER, self.options)
 
     def _load_unet(self, options: SessionOptions):
         """The UNet, its threads at low priority; on a GPU warmed up now (engine builds, autotuning, graph capture),

@@ -1,14 +1,28 @@
-"""Who runs first: thread priorities and GIL hand-off for the pipeline's stages."""
+"""Who runs first, and who hears signals: thread priorities, signal masks and GIL hand-off for the stages."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 
 GIL_SWITCH_SECONDS = 0.0002
 UNET_NICENESS = 5
+MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # the ones the CLI turns into a clean stop
+
+
+def leave_signals_to_the_main_thread() -> None:
+    """Block Ctrl-C and termination signals in the calling (non-main) thread and in every thread it creates.
+
+    Python handles signals in the main thread only, but the kernel delivers a process signal to any thread that
+    does not block it. OpenVINO's worker threads, once several models have been compiled and dropped (as the
+    automatic precision choice does), crash the process when one of them receives it (measured: SIGINT then ends
+    a render with SIGSEGV instead of exit 130). Runtime threads inherit the mask of the thread that starts them,
+    so every thread that loads or runs a model calls this first.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
 
 
 def lower_thread_priority(niceness: int = UNET_NICENESS) -> None:
@@ -24,24 +38,32 @@ def lower_thread_priority(niceness: int = UNET_NICENESS) -> None:
         pass
 
 
-def call_at_low_priority(function, *args):
-    """Call ``function`` on a fresh low-priority thread, so the threads it creates (ONNX Runtime's intra-op
-    pool) inherit that priority; returns its result or raises its exception."""
+def call_on_helper_thread(function, *args, low_priority: bool = False):
+    """Call ``function`` on a fresh thread that leaves signals to the main thread (and, if asked, runs at low
+    priority), so the threads it creates (ONNX Runtime's and OpenVINO's pools) inherit both; returns its result
+    or raises its exception."""
     outcome = {}
 
     def target():
-        lower_thread_priority()
+        leave_signals_to_the_main_thread()
+        if low_priority:
+            lower_thread_priority()
         try:
             outcome["result"] = function(*args)
         except BaseException as exc:
             outcome["error"] = exc
 
-    thread = threading.Thread(target=target, name="load-unet")
+    thread = threading.Thread(target=target, name=getattr(function, "__name__", "helper"))
     thread.start()
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def call_at_low_priority(function, *args):
+    """:func:`call_on_helper_thread` at low priority (the UNet's loads)."""
+    return call_on_helper_thread(function, *args, low_priority=True)
 
 
 @contextlib.contextmanager

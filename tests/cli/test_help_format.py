@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -33,9 +34,10 @@ def test_every_option_help_text_is_tidy():
         assert text == text.strip() and "  " not in text and text.endswith("."), option.name
 
 
-def test_show_completion_prints_a_script_for_the_shell():
-    result = lipsync("--show-completion", "bash")
-    assert result.returncode == 0 and "_LIPSYNC_COMPLETE" in result.stdout
+def test_show_completion_prints_a_script_for_the_shell_it_runs_in():
+    command = f"{shlex.quote(sys.executable)} -m lipsync_render --show-completion"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "_LIPSYNC_COMPLETE=complete_bash" in result.stdout
 
 
 def test_completion_of_commands_and_choice_values():
