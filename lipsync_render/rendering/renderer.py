@@ -71,7 +71,7 @@ class Renderer:
         """The compositing pool, its shared ring and the video encoder process, sized by the options."""
         self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
         self.pool = CompositingPool(
-            self.package.frames_path, self.package.width, self.package.height, self.slots, self.options.workers
+            self.package.frames, self.package.width, self.package.height, self.slots, self.options.workers
         )
         self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
 
