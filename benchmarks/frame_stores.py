@@ -2,12 +2,15 @@
 
     python benchmarks/frame_stores.py [--frames 100] [--stores npy,jpeg:95,jpeg,jpeg:75] [--rounds 5]
                                       [--weights random] [--audio examples/hello.wav] [--render-stores npy,jpeg]
+                                      [--render-args "--precision fp32"]
 
 Builds one synthetic 1280x720 package per store from the same frames (`lipsync package synth --frames-store S`),
 prints each store's bytes a frame, PSNR against the npy frames, and the milliseconds to decode a whole frame
 (compositing) and only the rectangle's tiles (prepare). Then renders the same audio with each of
 ``--render-stores`` in turn, round after round (so host load hits them alike), with the same settings
-(`--precision fp32`, everything else default), and prints the median wall time and speed relative to npy.
+(``--render-args``, default `--precision fp32`, everything else default), and prints the median wall time and
+speed relative to npy, and the CPU seconds of the whole render (its processes together), which host load moves
+less than wall time.
 Synthetic frames compress differently from camera video: ``--noise SIGMA`` adds Gaussian sensor-like noise to the
 size measurement as a harder case.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,12 +82,14 @@ def decode_ms(package_path: Path, repeat: int = 20) -> tuple[float, float]:
     return 1000 * statistics.median(whole), 1000 * statistics.median(crop)
 
 
-def render(package_path: Path, audio: Path, output: Path) -> dict:
-    command = [*LIPSYNC, "render", str(audio), "--model", str(package_path), "-o", str(output)]
-    tick = time.perf_counter()
-    done = subprocess.run([*command, "--precision", "fp32", "--json"], capture_output=True, text=True, check=True)
+def render(package_path: Path, audio: Path, output: Path, settings: list[str]) -> dict:
+    command = [*LIPSYNC, "render", str(audio), "--model", str(package_path), "-o", str(output), *settings]
+    tick, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([*command, "--json"], capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     record = json.loads(done.stdout.strip().splitlines()[-1])
     record["wall"] = time.perf_counter() - tick
+    record["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime  # the render's whole tree
     return record
 
 
@@ -96,6 +102,7 @@ def main() -> None:
     parser.add_argument("--weights", default="random")
     parser.add_argument("--noise", type=float, default=3.0)
     parser.add_argument("--audio", type=Path, default=ROOT / "examples" / "hello.wav")
+    parser.add_argument("--render-args", default="--precision fp32", help="render settings, the same for every store")
     args = parser.parse_args()
     stores = args.stores.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,17 +127,24 @@ def main() -> None:
                 flush=True,
             )
         store_sizes(stores, args.noise)
-        walls: dict[str, list[float]] = {store: [] for store in args.render_stores.split(",")}
+        runs: dict[str, list[dict]] = {store: [] for store in args.render_stores.split(",")}
         for round_number in range(args.rounds):
-            for store in walls:
-                record = render(packages[store], args.audio, Path(tmp) / f"{store}.mp4")
-                walls[store].append(record["wall"])
+            for store in runs:
+                record = render(packages[store], args.audio, Path(tmp) / f"{store}.mp4", args.render_args.split())
+                runs[store].append(record)
                 stages = {k: round(v, 2) for k, v in record.get("seconds", {}).items()}
-                print(f"round {round_number + 1} {store:<8} wall {record['wall']:.2f} s  {stages}", flush=True)
-        base = statistics.median(walls["npy"])
-        for store, times in walls.items():
-            median = statistics.median(times)
-            print(f"{store:<8} median wall {median:.2f} s, speed {base / median:.3f}x npy")
+                print(
+                    f"round {round_number + 1} {store:<8} wall {record['wall']:.2f} s, CPU {record['cpu']:.2f} s  "
+                    f"{stages}",
+                    flush=True,
+                )
+        base = {key: statistics.median(r[key] for r in runs["npy"]) for key in ("wall", "cpu")}
+        for store, records in runs.items():
+            wall, cpu = (statistics.median(r[key] for r in records) for key in ("wall", "cpu"))
+            print(
+                f"{store:<8} median wall {wall:.2f} s, speed {base['wall'] / wall:.3f}x npy; "
+                f"median CPU {cpu:.2f} s, {cpu / base['cpu']:.3f}x npy's"
+            )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from lipsync_render.synth.avatar import avatar_frames, avatar_rects, build_model
 
 runner = CliRunner()
 WIDTH, HEIGHT, COUNT = 640, 360, 6
-JPEG_PSNR_BOUND = 36.0  # dB, the jpeg (quality 90) store against its source frames; synthetic frames measure ~40
+JPEG_PSNR_BOUND = 37.0  # dB, the jpeg (quality 90) store against its source frames; synthetic frames measure ~40
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.store_choice import parse_frames_store
 from lipsync_render.synth.avatar import synth_package
 
-RENDER_PSNR_BOUND = 34.0  # dB, each composited frame of the jpeg (quality 90) package against the npy package's
+RENDER_PSNR_BOUND = 37.0  # dB, each composited frame of the jpeg (quality 90) package vs the npy one's; ~40 measured
 FRAMES = 33  # ceil(1.3 s * 25)
 
 
