@@ -50,6 +50,7 @@ class FrameStore:
         return (self.read(i) for i in range(len(self)))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every frame in one array (decodes them all: for tests and small packages, never for rendering)."""
         return np.stack(list(self)) if dtype is None else np.stack(list(self)).astype(dtype)
 
     def _index(self, index: int) -> int:
