@@ -20,6 +20,7 @@ from lipsync_render.cli.help_format import tidy_placeholders
 from lipsync_render.cli.option_params import with_options
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import BENCH, CLI, SessionOptions, split_options
+from lipsync_render.store_choice import FRAMES_STORE_HELP, parse_frames_store
 
 app = typer.Typer(
     help="Render lip-synced talking-head videos offline, fast.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 package_app = typer.Typer(help="Create, inspect and validate model packages.", no_args_is_help=True)
 app.add_typer(package_app, name="package")
+FRAMES_STORE = typer.Option("npy", "--frames-store", metavar="npy|jpeg[:Q]", help=FRAMES_STORE_HELP)
 
 _state = {"debug": False}
 
@@ -110,7 +112,7 @@ def package_validate(
     """Check a package as render would; exit 4 with the list of problems."""
     from lipsync_render.package import check_package
 
-    report = check_package(name, verify_checksums=not skip_checksums)
+    report = check_package(name, verify_checksums=not skip_checksums, decode_frames=True)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     for problem in report.problems:
@@ -137,10 +139,12 @@ def package_synth(
     tiny: bool = typer.Option(False, "--tiny", help="Trivially cheap models with the same I/O contract."),
     weights: str = typer.Option("constructed", "--weights", help="constructed (visibly talks) or random."),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Directory for the package (default ./packages)."),
+    frames_store: str = FRAMES_STORE,
 ) -> None:
     """Make a synthetic package: a procedural avatar and true-architecture models."""
     from lipsync_render.synth.avatar import synth_package
 
+    store = parse_frames_store(frames_store)
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
@@ -155,6 +159,7 @@ def package_synth(
         seed=seed,
         tiny=tiny,
         weights=weights,
+        frames_store=store,
     )
     typer.echo(f"wrote {path}")
 
@@ -289,10 +294,12 @@ def package_build(
     out_dir: Path | None = typer.Option(
         None, "--out-dir", help="Write the package to DIR/NAME instead of packages/NAME."
     ),
+    frames_store: str = FRAMES_STORE,
 ) -> None:
     """Build a model package from SyncTalk_2D training data."""
     import os
 
+    store = parse_frames_store(frames_store)
     from lipsync_render.package.build import build_package, describe_build
 
     if out_dir is not None:
@@ -301,7 +308,9 @@ def package_build(
         dest = Path(name)
     else:
         dest = Path.cwd() / "packages" / name
-    built = build_package(dest, Path(name).name, dataset, unet=unet, encoder=encoder, video=video, smooth=smooth)
+    built = build_package(
+        dest, Path(name).name, dataset, unet=unet, encoder=encoder, video=video, smooth=smooth, frames_store=store
+    )
     typer.echo(describe_build(built))
 
 

@@ -34,6 +34,7 @@ from lipsync_render.contract import (
 from lipsync_render.errors import PackageError
 from lipsync_render.package.loader import MANIFEST, validate_package
 from lipsync_render.package.writer import write_package
+from lipsync_render.store_choice import StoreChoice, store_choice
 
 LANDMARK_COUNT = 110
 SYNCTALK2D = "synctalk2d"
@@ -407,12 +408,14 @@ def build_package(
     encoder: str | os.PathLike | None = None,
     video: str | os.PathLike | None = None,
     smooth: int = 0,
+    frames_store: StoreChoice = StoreChoice(),
 ) -> Path:
     """Build a package at ``dest`` from a SyncTalk_2D or pre-processed ("sanders") dataset; returns its path.
 
     ``unet`` defaults to the dataset's ``checkpoint/model_best.onnx``, ``encoder`` to its ``audio_encoder.onnx``
     (also looked for under ``models/`` and ``checkpoint/``). ``smooth`` > 1 averages the rectangles over that
-    many frames. Nothing is left at ``dest`` when anything fails.
+    many frames; ``frames_store`` is how the frames are kept (npy or JPEG). Nothing is left at ``dest`` when
+    anything fails.
     """
     dest = Path(dest).expanduser()
     dataset = Path(dataset_dir).expanduser()
@@ -453,6 +456,7 @@ def build_package(
         audio_encoder_path,
         features=source.features,
         extra=extra,
+        frames_store=frames_store,
     )
     problems = validate_package(dest)
     if problems:
@@ -472,7 +476,8 @@ def describe_build(path: str | os.PathLike) -> str:
     lines = [
         f"built {path} from {source.get('dataset')} ({source.get('layout')} layout)",
         f"  frames:   {manifest['frame_count']} x {manifest['width']}x{manifest['height']} at {manifest['fps']} fps "
-        f"({(path / files['frames']).stat().st_size / 2**20:.1f} MiB)",
+        f"({store_choice(manifest)} store, "
+        f"{sum((path / files[r]).stat().st_size for r in ('frames', 'frames_index') if r in files) / 2**20:.1f} MiB)",
         f"  rects:    size {sizes.min()}..{sizes.max()} (mean {sizes.mean():.1f}), "
         f"x1 {rects[:, 0].min()}..{rects[:, 0].max()}, "
         f"y1 {rects[:, 1].min()}..{rects[:, 1].max()}"

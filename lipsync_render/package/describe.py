@@ -9,6 +9,7 @@ import numpy as np
 
 from lipsync_render.contract import read_model_io
 from lipsync_render.package import Package, load_package
+from lipsync_render.store_choice import store_choice
 
 
 def describe_package(name: str | os.PathLike) -> str:
@@ -19,8 +20,8 @@ def describe_package(name: str | os.PathLike) -> str:
         f"format     {package.manifest['format']} v{package.manifest['format_version']}, "
         f"created by {package.manifest.get('created_by', '?')}",
         f"frames     {package.frame_count} x {package.width}x{package.height} BGR at {package.fps} fps "
-        f"= {package.frame_count / package.fps:.2f} s ({package.frames_path.name}, "
-        f"{package.frames_path.stat().st_size / 2**20:.1f} MiB)",
+        f"= {package.frame_count / package.fps:.2f} s",
+        f"store      {_store_line(package)}",
         *_rect_lines(package),
         *_model_lines("unet", package.unet_path),
         *_model_lines("encoder", package.audio_encoder_path),
@@ -39,6 +40,7 @@ def describe_package(name: str | os.PathLike) -> str:
             "height",
             "frame_count",
             "files",
+            "frames_store",
             "models",
             "checksums",
             "created_by",
@@ -47,6 +49,15 @@ def describe_package(name: str | os.PathLike) -> str:
     if extra:
         lines.append(f"extra      {json.dumps(extra)}")
     return "\n".join(lines)
+
+
+def _store_line(package: Package) -> str:
+    store = package.frames
+    size = store.disk_bytes
+    return (
+        f"{store_choice(package.manifest)} ({' + '.join(p.name for p in store.files)}), {size / 2**20:.1f} MiB, "
+        f"{size / len(store) / 2**20:.3f} MiB a frame ({size / (len(store) * np.prod(store.shape[1:])):.1%} of raw)"
+    )
 
 
 def _rect_lines(package: Package) -> list[str]:

@@ -4,7 +4,8 @@ A package is a directory (format documented in ``packages/README.md``)::
 
     package.json        manifest: format version, name, fps, frame size and count, file names,
                         model input/output names, sha256 checksums
-    frames.npy          background frames, uint8 (N, H, W, 3) BGR, memory-mapped at run time
+    frames.npy          background frames, uint8 (N, H, W, 3) BGR, memory-mapped at run time; or, with the jpeg
+                        frames store, frames.jpg.bin + frames.index.npy (tiled JPEG, see frame_store.py)
     crop_rects.json     one [x1, y1, x2, y2] (half-open, square) per frame
     unet.onnx           UNet: visual [B,6,320,320] + audio [B,32,16,16] -> [B,3,320,320] (see contract.py)
     audio_encoder.onnx  AVE encoder: [B,1,80,16] -> [B,512]
@@ -31,6 +32,7 @@ from lipsync_render.contract import (
     parse_rects,
 )
 from lipsync_render.errors import PackageError
+from lipsync_render.package.frame_store import FrameStore, open_frame_store, verify_frames
 from lipsync_render.package.manifest import (
     MANIFEST,
     check_manifest,
@@ -53,7 +55,7 @@ class Package:
     fps: int
     width: int
     height: int
-    frames: np.ndarray  # (N, H, W, 3) uint8 BGR, memory-mapped
+    frames: FrameStore  # (N, H, W, 3) uint8 BGR by index: memory-mapped npy or decoded JPEG tiles
     rects: np.ndarray  # (N, 4) int32 [x1, y1, x2, y2]
     unet_path: Path
     audio_encoder_path: Path
@@ -64,11 +66,7 @@ class Package:
 
     @property
     def frame_count(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def frames_path(self) -> Path:
-        return self.root / self.manifest["files"]["frames"]
+        return len(self.frames)
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -136,8 +134,8 @@ def validate_package(name: str | os.PathLike, verify_checksums: bool = True) -> 
     return check_package(name, verify_checksums).problems
 
 
-def check_package(name: str | os.PathLike, verify_checksums: bool = True) -> PackageReport:
-    """Validate everything render would refuse, up front."""
+def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode_frames: bool = False) -> PackageReport:
+    """Validate everything render would refuse, up front; ``decode_frames`` also decodes every compressed frame."""
     try:
         root = resolve_package_path(name)
     except PackageError as exc:
@@ -159,7 +157,9 @@ def check_package(name: str | os.PathLike, verify_checksums: bool = True) -> Pac
             for path, expected in checksums.items()
             if sha256_file(path) != expected
         ]
-    frames = _load_frames(paths["frames"], manifest, problems)
+    frames = _load_frames(paths, manifest, problems)
+    if frames is not None and decode_frames:
+        problems += verify_frames(frames)
     rects = _load_rects(paths["rects"], manifest, problems)
     models = {}
     for contract in (UNET, AUDIO_ENCODER):
@@ -188,17 +188,12 @@ def check_package(name: str | os.PathLike, verify_checksums: bool = True) -> Pac
     return PackageReport([], warnings, package)
 
 
-def _load_frames(path: Path, manifest: dict, problems: list[str]) -> np.ndarray | None:
+def _load_frames(paths: dict[str, Path], manifest: dict, problems: list[str]) -> FrameStore | None:
     try:
-        frames = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as exc:
-        problems.append(f"{path} is not a readable .npy frame array ({exc}).")
+        return open_frame_store(paths, manifest)
+    except PackageError as exc:
+        problems.append(str(exc))
         return None
-    expected = (manifest["frame_count"], manifest["height"], manifest["width"], 3)
-    if frames.dtype != np.uint8 or frames.shape != expected:
-        problems.append(f"{path} holds {frames.dtype} {frames.shape} but the manifest says uint8 {expected}.")
-        return None
-    return frames
 
 
 def _load_rects(path: Path, manifest: dict, problems: list[str]) -> np.ndarray | None:

@@ -12,15 +12,17 @@ from pathlib import Path
 
 from lipsync_render.contract import VIDEO_FPS
 from lipsync_render.paths import contained_path
+from lipsync_render.store_choice import check_store_entry
 
 FORMAT = "lipsync-package"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the 'frames_store' entry (npy or jpeg); version 1 packages (always npy) still load
+READABLE_VERSIONS = (1, FORMAT_VERSION)
 MANIFEST = "package.json"
 MAX_MANIFEST_BYTES = 1 << 20
 MIN_SIDE, MAX_SIDE = 16, 4096  # frame width and height, pixels; even, for yuv420p
 MAX_FRAMES = 1_000_000
 REQUIRED_FILES = ("frames", "rects", "unet", "encoder")
-OPTIONAL_FILES = ("features",)
+OPTIONAL_FILES = ("features", "frames_index")
 
 
 def read_manifest(path: Path) -> tuple[dict | None, list[str]]:
@@ -52,9 +54,10 @@ def check_manifest(manifest: dict, path: Path) -> list[str]:
     """Every problem of the manifest's own entries (not yet of the files they name)."""
     if manifest.get("format") != FORMAT:
         return [f"{path} is not a lipsync package manifest (its 'format' is not '{FORMAT}')."]
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
         return [
-            f"{path} has format_version {manifest.get('format_version')!r}; this tool reads version {FORMAT_VERSION}."
+            f"{path} has format_version {version!r}; this tool reads versions {', '.join(map(str, READABLE_VERSIONS))}."
         ]
     problems = []
     for key, kind in (
@@ -90,6 +93,10 @@ def check_manifest(manifest: dict, path: Path) -> list[str]:
             problems.append(f"{path} names an unknown file role '{role}' under 'files'.")
         elif rel is not None and not isinstance(rel, str):
             problems.append(f"{path} names its '{role}' file with a {type(rel).__name__}, not a path.")
+    if version >= 2:
+        problems += check_store_entry(manifest, path)
+    elif "frames_index" in files:
+        problems.append(f"{path} is format version 1, whose frames are always frames.npy, but names a 'frames_index'.")
     for role in ("unet", "encoder"):
         entry = manifest["models"].get(role)
         if not (isinstance(entry, dict) and _names(entry.get("inputs")) and _names(entry.get("outputs"))):

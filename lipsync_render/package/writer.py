@@ -1,4 +1,4 @@
-"""Writing model packages atomically: frames streamed into a memory-mapped array, manifest with checksums."""
+"""Writing model packages atomically: frames streamed into their store, manifest with checksums."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import numpy as np
 from lipsync_render import __version__
 from lipsync_render.contract import read_model_io
 from lipsync_render.errors import PackageError
+from lipsync_render.package.frame_writer import frame_writer
 from lipsync_render.package.loader import sha256_file
 from lipsync_render.package.manifest import FORMAT, FORMAT_VERSION, MANIFEST
 from lipsync_render.paths import honour_umask
+from lipsync_render.store_choice import StoreChoice
 
 
 def write_package(
@@ -31,10 +33,11 @@ def write_package(
     fps: int = 25,
     created_by: str = "",
     extra: dict | None = None,
+    frames_store: StoreChoice = StoreChoice(),
 ) -> Path:
     """Write a package atomically (into a temporary sibling, renamed at the end) and return its path.
 
-    ``frames`` is an iterable of (H, W, 3) uint8 BGR frames, streamed into a memory-mapped array;
+    ``frames`` is an iterable of (H, W, 3) uint8 BGR frames, streamed into the ``frames_store`` (default npy);
     ``unet``/``encoder`` are ONNX files or serialized model bytes.
     """
     dest = Path(dest)
@@ -42,32 +45,18 @@ def write_package(
         raise PackageError(f"{dest} already exists and is not a model package; refusing to replace it.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    writer = frame_writer(frames_store, staging, frame_count)
     try:
-        height = width = None
-        store = None
-        count = 0
         for frame in frames:
-            if store is None:
-                height, width = frame.shape[:2]
-                store = np.lib.format.open_memmap(
-                    staging / "frames.npy", mode="w+", dtype=np.uint8, shape=(frame_count, height, width, 3)
-                )
-            if count >= frame_count or frame.shape != (height, width, 3):
-                raise PackageError(
-                    f"Frame {count} has shape {frame.shape}; expected {frame_count} frames of ({height}, {width}, 3)."
-                )
-            store[count] = frame
-            count += 1
-        if store is None or count != frame_count:
-            raise PackageError(f"Got {count} frames for a package of {frame_count}.")
-        store.flush()
-        del store
+            writer.add(frame)
+        files = writer.finish()
+        height, width = writer.shape[:2]
         rects = np.asarray(rects, dtype=np.int64)
         (staging / "crop_rects.json").write_text(json.dumps(rects.tolist()))
         _put_model(unet, staging / "unet.onnx")
         _put_model(encoder, staging / "audio_encoder.onnx")
         files = {
-            "frames": "frames.npy",
+            **files,
             "rects": "crop_rects.json",
             "unet": "unet.onnx",
             "encoder": "audio_encoder.onnx",
@@ -87,6 +76,7 @@ def write_package(
             "width": int(width),
             "height": int(height),
             "frame_count": frame_count,
+            "frames_store": frames_store.manifest_entry(),
             "files": files,
             "models": models,
             "checksums": {rel: sha256_file(staging / rel) for rel in files.values()},
@@ -99,6 +89,7 @@ def write_package(
         honour_umask(staging)
         staging.rename(dest)
     except BaseException:
+        writer.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dest

@@ -1,8 +1,9 @@
 """Compositing workers: paste predictions into frames in a process pool, exchanging pixels via shared memory.
 
 Each ring slot holds one 320x320 prediction going in and one finished I420 frame coming out (which the encoder
-process reads from the same slot), so only small task tuples are pickled. Workers memory-map the package frames
-themselves. A worker that dies surfaces as BrokenProcessPool on its future, never as a hang.
+process reads from the same slot), so only small task tuples are pickled. Workers open the package's frames store
+themselves (it pickles as its file paths): an npy store is memory-mapped, a JPEG store decoded per frame. A worker
+that dies surfaces as BrokenProcessPool on its future, never as a hang.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from lipsync_render.errors import RenderError
 from lipsync_render.media.colour import BT709Converter
+from lipsync_render.package.frame_store import FrameStore
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 from lipsync_render.rendering.geometry import composite_frame
@@ -46,18 +48,21 @@ class FrameOutput:
 class _WorkerState:
     """What a compositing process holds: the ring views and the package frames."""
 
-    def __init__(self, ring_name: str | None, layout: RingLayout, frames_path: Path, ring=None):
+    def __init__(self, ring_name: str | None, layout: RingLayout, frames: FrameStore, ring=None):
         self.shm = shared_memory.SharedMemory(name=ring_name) if ring_name else None
         self.predictions, self.i420 = layout.views(self.shm.buf if self.shm else ring)
-        self.frames = np.load(frames_path, mmap_mode="r")
-        self.scratch = np.empty(self.frames.shape[1:], np.uint8)
-        height, width = self.frames.shape[1:3]
+        self.frames = frames
+        self.scratch = np.empty(frames.shape[1:], np.uint8)
+        self.decoded = np.empty(frames.shape[1:], np.uint8)
+        height, width = frames.shape[1:3]
         self.converter = BT709Converter(width, height, layout.width, layout.height)
 
     def composite(self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
         """Composite one frame into the slot's I420 area; returns the seconds it took."""
         start = time.perf_counter()
-        frame = composite_frame(self.frames[frame_index], rect, self.predictions[slot], out=self.scratch)
+        frame = composite_frame(
+            self.frames.read(frame_index, out=self.decoded), rect, self.predictions[slot], out=self.scratch
+        )
         frame = self.converter.fit(frame)
         self.converter.convert(frame, out=self.i420[slot])
         output.write(number, frame)
@@ -67,11 +72,11 @@ class _WorkerState:
 _state: _WorkerState | None = None
 
 
-def _init_worker(ring_name: str, layout: RingLayout, frames_path: Path) -> None:
+def _init_worker(ring_name: str, layout: RingLayout, frames: FrameStore) -> None:
     global _state
     start_as_helper()
     cv2.setNumThreads(1)
-    _state = _WorkerState(ring_name, layout, frames_path)
+    _state = _WorkerState(ring_name, layout, frames)
 
 
 def _composite_in_worker(slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
@@ -82,19 +87,19 @@ class CompositingPool:
     """Composites frames in ``workers`` processes (0: in the calling thread) through a shared-memory ring; the
     finished frames have the output size (``width`` x ``height``), to which the package's frames are scaled."""
 
-    def __init__(self, frames_path: Path, width: int, height: int, slots: int, workers: int = 1):
+    def __init__(self, frames: FrameStore, width: int, height: int, slots: int, workers: int = 1):
         self.layout = RingLayout(slots, width, height)
         self.workers = workers
         self.shm = shared_memory.SharedMemory(create=True, size=slots * self.layout.slot_bytes)
         self.predictions, _ = self.layout.views(self.shm.buf)  # the encoder process reads the frames
-        self.frames_path = frames_path
+        self.frames = frames
         self.executor = None
         self.local = None
         self.starting = []
         if workers > 0:
             self._start_workers()
         else:
-            self.local = _WorkerState(None, self.layout, frames_path, ring=self.shm.buf)
+            self.local = _WorkerState(None, self.layout, frames, ring=self.shm.buf)
 
     def _start_workers(self) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
@@ -102,7 +107,7 @@ class CompositingPool:
             self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.shm.name, self.layout, self.frames_path),
+            initargs=(self.shm.name, self.layout, self.frames),
         )
         self.starting = [self.executor.submit(os.getpid) for _ in range(self.workers)]  # spawn now, in background
 

@@ -217,7 +217,7 @@ class RenderRun:
             tick = time.perf_counter()
             visual = np.empty((len(numbers), *VISUAL_INPUT_SHAPE), np.float32)
             for row, index in enumerate(indices):
-                visual_input(crop_328(self.package.frames[index], rects[index]), out=visual[row])
+                visual_input(crop_328(*self.package.frames.rect_pixels(index, rects[index])), out=visual[row])
             self.seconds["prepare"] += time.perf_counter() - tick
             self._put(self.batches, (numbers, visual, audio))
         self._put(self.batches, None)

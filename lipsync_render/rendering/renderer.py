@@ -70,7 +70,7 @@ class Renderer:
     def _start_helpers(self) -> None:
         """The compositing pool, its shared ring and the video encoder process, sized by the options."""
         self.slots = max(16, 2 * self.options.batch_size + 2 * self.options.workers + 4)  # covers IPC latency
-        self.pool = CompositingPool(self.package.frames_path, *self.output_size, self.slots, self.options.workers)
+        self.pool = CompositingPool(self.package.frames, *self.output_size, self.slots, self.options.workers)
         self.video_encoder = VideoEncoderProcess(self.pool.shm.name, self.pool.layout)
 
     def _load_models(self) -> None:

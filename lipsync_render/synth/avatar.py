@@ -15,6 +15,7 @@ import numpy as np
 
 from lipsync_render import __version__
 from lipsync_render.package import write_package
+from lipsync_render.store_choice import StoreChoice
 
 SKIN_BGR = (150, 175, 215)
 FACE_SEMI_AXES = (0.075, 0.175)  # head ellipse half-width, half-height as fractions of frame width, height
@@ -131,8 +132,9 @@ def synth_package(
     seed: int = 0,
     tiny: bool = False,
     weights: str = "constructed",
+    frames_store: StoreChoice = StoreChoice(),
 ) -> Path:
-    """Write a complete synthetic package to ``dest`` and return its path."""
+    """Write a complete synthetic package to ``dest`` and return its path (frames kept in ``frames_store``)."""
     dest = Path(dest)
     width, height = size
     unet, encoder = build_models(seed, tiny, weights)
@@ -146,4 +148,5 @@ def synth_package(
         encoder,
         created_by=f"lipsync-render {__version__} synth",
         extra={"synthetic": {"seed": seed, "tiny": tiny, "weights": "tiny" if tiny else weights}},
+        frames_store=frames_store,
     )

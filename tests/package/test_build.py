@@ -493,6 +493,21 @@ def test_cli_build_without_a_model(tmp_path, models, monkeypatch):
     assert "--unet" in result.output and "Traceback" not in result.output
 
 
+def test_cli_build_with_a_jpeg_frames_store(tmp_path, models):
+    """The dataset's own JPEG frames, re-stored at quality 95, stay within 38 dB of what cv2.imread gives."""
+    dataset = write_synctalk_dataset(tmp_path / "dataset", count=4, features=False)
+    dest = tmp_path / "out" / "demo"
+    command = ["package", "build", str(dest), "--from", str(dataset), "--unet", str(models["unet"])]
+    result = CliRunner().invoke(app, [*command, "--encoder", str(models["encoder"]), "--frames-store", "jpeg:95"])
+    assert result.exit_code == 0, result.output
+    assert "jpeg:95 store" in result.output
+    package = load_package(dest)
+    assert package.manifest["frames_store"] == {"codec": "jpeg", "quality": 95, "tile": 256}
+    for i in range(4):
+        source = cv2.imread(str(dataset / "full_body_img" / f"{i}.jpg")).astype(np.float64)
+        assert 10 * np.log10(255**2 / np.mean((package.frames[i] - source) ** 2)) >= 38
+
+
 # --- export-onnx ------------------------------------------------------------------------------------------
 
 
