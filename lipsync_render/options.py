@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ EVERYWHERE = frozenset({CLI, JOBS, BENCH})
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 VIDEO_ENCODERS = ("auto", "libx264", "nvenc")
+BLEND_PATTERN = r"hard|feather(:\d+)?"
+FEATHER_PIXELS = 16  # --blend feather's ramp width on the 320-pixel model region (README: chosen by looking)
+FEATHER_RANGE = (1, 64)  # a ramp wider than a fifth of the region would fade the mouth itself
 MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
     "ultrafast",
@@ -56,6 +60,21 @@ class OptionSpec:
     flags: tuple[str, ...] = ()  # CLI flags; default --name-with-dashes
     aliases: tuple[str, ...] = ()  # other manifest column names
     surfaces: frozenset[str] = EVERYWHERE  # where it can be set besides the Python API
+    check: Callable[[Any], None] | None = None  # raises OptionError for what the fields above cannot say
+
+
+def feather_pixels(blend: str) -> int:
+    """The ramp width in pixels of a ``--blend`` value: 0 for hard, FEATHER_PIXELS for a bare ``feather``."""
+    kind, _, pixels = blend.lower().partition(":")
+    if kind == "hard":
+        return 0
+    return int(pixels) if pixels else FEATHER_PIXELS
+
+
+def _check_feather_range(blend: str) -> None:
+    low, high = FEATHER_RANGE
+    if blend.lower() != "hard" and not low <= feather_pixels(blend) <= high:
+        raise OptionError(f"The feather width must be {low} to {high} pixels (got '{blend}').")
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -182,6 +201,23 @@ class RenderOptions(_Checked):
         choices=("audio", "package"),
         changes_output=True,
     )
+    blend: str = option(
+        "hard",
+        f"Seam of the model region: hard (the reference's paste) or feather[:PX], a PX-pixel ramp into the crop "
+        f"(default {FEATHER_PIXELS}, {FEATHER_RANGE[0]}-{FEATHER_RANGE[1]}); pixels outside the face rectangle "
+        "never change.",
+        pattern=BLEND_PATTERN,
+        metavar="hard|feather[:PX]",
+        changes_output=True,
+        check=_check_feather_range,
+    )
+    silence: str = option(
+        "keep",
+        "keep: the UNet renders every frame (the reference); idle: the untouched package frame where the audio is "
+        "silent (cross-faded at the edges, no UNet run for it).",
+        choices=("keep", "idle"),
+        changes_output=True,
+    )
     frames_dir: Path | None = option(None, "Also write the composited frames here.", surfaces=frozenset({CLI}))
     frames_format: str = option(
         "jpg",
@@ -262,6 +298,8 @@ def check_value(name: str, value: Any) -> None:
     if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
         bounds = f"at least {spec.minimum}" + ("" if spec.maximum is None else f" and at most {spec.maximum}")
         raise OptionError(f"{label} must be {bounds} (got {value}).")
+    if spec.check is not None:
+        spec.check(value)
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")

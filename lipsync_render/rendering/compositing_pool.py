@@ -22,7 +22,16 @@ import numpy as np
 from lipsync_render.errors import RenderError
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
-from lipsync_render.rendering.geometry import composite_frame
+from lipsync_render.rendering.geometry import composite_frame, cross_fade
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    """How one frame is finished: the feather width of its seam (0: hard) and how far it fades to the package
+    frame (0: the composited prediction, 1: the untouched package frame, which needs no prediction)."""
+
+    feather: int = 0
+    still_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -51,10 +60,18 @@ class _WorkerState:
         self.frames = np.load(frames_path, mmap_mode="r")
         self.scratch = np.empty(self.frames.shape[1:], np.uint8)
 
-    def composite(self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
+    def composite(
+        self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput, task: FrameTask
+    ) -> float:
         """Composite one frame into the slot's I420 area; returns the seconds it took."""
         start = time.perf_counter()
-        frame = composite_frame(self.frames[frame_index], rect, self.predictions[slot], out=self.scratch)
+        still = self.frames[frame_index]
+        if task.still_weight >= 1:
+            frame = np.ascontiguousarray(still)
+        else:
+            frame = composite_frame(still, rect, self.predictions[slot], out=self.scratch, feather=task.feather)
+            if task.still_weight > 0:
+                frame = cross_fade(frame, still, task.still_weight, out=self.scratch)
         cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420, dst=self.i420[slot])
         output.write(number, frame)
         return time.perf_counter() - start
@@ -70,8 +87,10 @@ def _init_worker(ring_name: str, layout: RingLayout, frames_path: Path) -> None:
     _state = _WorkerState(ring_name, layout, frames_path)
 
 
-def _composite_in_worker(slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
-    return _state.composite(slot, frame_index, rect, number, output)
+def _composite_in_worker(
+    slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput, task: FrameTask
+) -> float:
+    return _state.composite(slot, frame_index, rect, number, output, task)
 
 
 class CompositingPool:
@@ -119,20 +138,23 @@ class CompositingPool:
     def submit(
         self,
         slot: int,
-        prediction: np.ndarray,
+        prediction: np.ndarray | None,
         frame_index: int,
         rect,
         number: int,
         output: FrameOutput = FrameOutput(),
+        task: FrameTask = FrameTask(),
     ) -> Future:
-        """Queue one frame: the prediction goes into the slot, the finished I420 frame comes back there."""
-        self.predictions[slot] = prediction
+        """Queue one frame: the prediction (None for a still frame) goes into the slot, the finished I420 frame
+        comes back there."""
+        if prediction is not None:
+            self.predictions[slot] = prediction
         rect = tuple(int(v) for v in rect)
         if self.executor is not None:
-            return self.executor.submit(_composite_in_worker, slot, frame_index, rect, number, output)
+            return self.executor.submit(_composite_in_worker, slot, frame_index, rect, number, output, task)
         future: Future = Future()
         try:
-            future.set_result(self.local.composite(slot, frame_index, rect, number, output))
+            future.set_result(self.local.composite(slot, frame_index, rect, number, output, task))
         except Exception as exc:
             future.set_exception(exc)
         return future

@@ -92,12 +92,22 @@ class FeatureStream:
         low = max(0, int(frame_numbers.min()) - HALF_BLOCK)
         high = min(self.table_rows, int(frame_numbers.max()) + HALF_BLOCK)
         with self.condition:
+            # Released before waiting: a read that skips ahead (idle frames) lets the writer fill the rows it needs
+            self._release(low)
             while self.ready_rows < high:
                 if cancel.is_set():
                     raise Cancelled()
                 self.condition.wait(POLL_SECONDS)
             window = self.ring[np.arange(low, high) % self.capacity] if high > low else self.ring[:0]
-            self.released_rows = max(self.released_rows, min(low, self.ready_rows))
-            self.condition.notify_all()
         # Rows outside [low, high) are outside the table, so frame_blocks' zero padding of the window is the table's
         return features.frame_blocks(window, np.asarray(frame_numbers) - low)
+
+    def stop_reading(self) -> None:
+        """No more reads: the writer may finish the table without waiting for room."""
+        with self.condition:
+            self._release(self.table_rows)
+
+    def _release(self, rows: int) -> None:
+        """Rows below ``rows`` are needed by no later read (they may not be written yet)."""
+        self.released_rows = max(self.released_rows, rows)
+        self.condition.notify_all()

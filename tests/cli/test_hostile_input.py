@@ -322,6 +322,12 @@ def test_a_unet_that_gives_nan_fails_the_render_naming_the_model(package, short_
         ("--precision", "int4", "Precision must be one of"),
         ("--loop", "zigzag", "Loop must be one of"),
         ("--frames-format", "gif", "Frames format must be one of"),
+        ("--blend", "feather:abc", "Unknown blend 'feather:abc': use hard|feather[:PX]"),
+        ("--blend", "soft", "Unknown blend 'soft'"),
+        ("--blend", "feather:0", "The feather width must be 1 to 64 pixels (got 'feather:0')"),
+        ("--blend", "feather:65", "The feather width must be 1 to 64 pixels"),
+        ("--blend", "feather:" + "9" * 40, "The feather width must be 1 to 64 pixels"),
+        ("--silence", "mute", "Silence must be one of keep, idle"),
     ],
 )
 def test_option_values_are_refused_before_anything_loads(flag, value, fragment, tmp_path):
@@ -338,6 +344,8 @@ def test_help_shows_the_choices():
         "auto|libx264|nvenc",
         "jpg|png",
         "veryfast",
+        "hard|feather[:PX]",
+        "keep|idle",
     ):
         assert choices in result.stdout
 
