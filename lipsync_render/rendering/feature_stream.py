@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lipsync_render.contract import FEATURE_DIM, MEL_BINS
+from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_BINS
 from lipsync_render.rendering import features
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.runtimes.base import LoadedModel
@@ -88,7 +88,15 @@ class FeatureStream:
             self.condition.notify_all()
 
     def blocks(self, frame_numbers: np.ndarray, cancel: threading.Event) -> np.ndarray:
-        """Audio inputs [n, 32, 16, 16] for output frames in increasing order, once the rows they read are final."""
+        """Audio inputs [n, 32, 16, 16] for output frames in increasing order, once the rows they read are final;
+        frames with gaps between them (idle frames skipped) are read run by run."""
+        frame_numbers = np.asarray(frame_numbers)
+        if len(frame_numbers) == 0:
+            return np.zeros((0, *AUDIO_BLOCK_SHAPE), np.float32)
+        runs = np.split(frame_numbers, np.flatnonzero(np.diff(frame_numbers) > 1) + 1)
+        return np.concatenate([self._run_blocks(run, cancel) for run in runs])
+
+    def _run_blocks(self, frame_numbers: np.ndarray, cancel: threading.Event) -> np.ndarray:
         low = max(0, int(frame_numbers.min()) - HALF_BLOCK)
         high = min(self.table_rows, int(frame_numbers.max()) + HALF_BLOCK)
         with self.condition:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipsync_render.contract import AUDIO_BLOCK_SHAPE, VISUAL_INPUT_SHAPE, require_finite
+from lipsync_render.contract import VISUAL_INPUT_SHAPE, require_finite
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
@@ -217,7 +217,7 @@ class RenderRun:
         rects = self.package.rects
         for batch in self._batches():
             rendered = batch.rendered
-            audio = self._audio_blocks(rendered)
+            audio = self.stream.blocks(rendered, self.cancel)
             tick = time.perf_counter()
             visual = np.empty((len(rendered), *VISUAL_INPUT_SHAPE), np.float32)
             for row, index in enumerate(self.schedule[rendered]):
@@ -226,12 +226,6 @@ class RenderRun:
             self._put(self.batches, (batch, visual, audio))
         self.stream.stop_reading()
         self._put(self.batches, None)
-
-    def _audio_blocks(self, numbers: np.ndarray) -> np.ndarray:
-        """UNet audio inputs for increasing frame numbers, read run by run (idle frames may lie between)."""
-        runs = np.split(numbers, np.flatnonzero(np.diff(numbers) > 1) + 1) if len(numbers) else []
-        blocks = [self.stream.blocks(run, self.cancel) for run in runs]
-        return np.concatenate(blocks) if blocks else np.zeros((0, *AUDIO_BLOCK_SHAPE), np.float32)
 
     def _infer(self) -> None:
         lower_thread_priority()
