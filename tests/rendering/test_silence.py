@@ -1,5 +1,7 @@
 """Silence detection on generated audio with known pauses: levels, hangover, lead-in, fades, streaming."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,26 @@ def test_speech_with_a_pause_idles_inside_the_pause_only():
     assert len(ranges) == 2 and ranges[-1][1] == len(weights) - 1
     first, last = ranges[0]
     assert first / 25 >= 1.46 and (last + 1) / 25 <= 2.46 and last - first >= 10
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
+def test_speech_with_long_pauses_idles_in_each_pause(tmp_path):
+    """Two eSpeak NG sentences, each followed by 2.5 s of SoX silence: one idle run per pause, inside it."""
+    sentences = ("First we say something.", "Then we say more.")
+    ends, padded = [], []
+    for i, sentence in enumerate(sentences):
+        raw, pad = tmp_path / f"{i}.wav", tmp_path / f"{i}_padded.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), sentence], check=True, capture_output=True)
+        subprocess.run(["sox", "-R", raw, pad, "pad", "0", "2.5"], check=True, capture_output=True)
+        ends.append(sf.info(raw).duration)
+        padded.append(pad)
+    out = tmp_path / "speech.wav"
+    subprocess.run(["sox", "-R", *padded, "-r", "16000", "-c", "1", "-b", "16", out], check=True, capture_output=True)
+    weights = weights_of(sf.read(out, dtype="float32")[0])
+    pause_starts = [ends[0], ends[0] + 2.5 + ends[1]]  # where the padding begins (eSpeak adds some silence itself)
+    ranges = idle_ranges(weights)
+    assert len(ranges) == 2
+    for (first, last), start in zip(ranges, pause_starts, strict=True):
+        assert start - 0.6 <= first / 25 <= start + 0.5  # eSpeak's own trailing silence is under 0.6 s
+        assert last - first + 1 >= 2.5 * 25 - 12 and (last + 1) / 25 <= start + 2.5 + 0.04  # a partial last frame
+    assert ranges[-1][1] == len(weights) - 1
