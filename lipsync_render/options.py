@@ -30,6 +30,9 @@ VIDEO_CODECS = ("h264", "hevc")
 VIDEO_ENCODERS = ("auto", "software", "nvenc")
 SIZE_PATTERN = r"(\d{1,5})x(\d{1,5})"
 MIN_SIDE, MAX_SIDE = 16, 4096
+BLEND_PATTERN = r"hard|feather(:\d+)?"
+FEATHER_PIXELS = 16  # --blend feather's ramp width on the 320-pixel model region (README: chosen by looking)
+FEATHER_RANGE = (1, 64)  # a ramp wider than a fifth of the region would fade the mouth itself
 MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
     "ultrafast",
@@ -61,6 +64,21 @@ class OptionSpec:
     aliases: tuple[str, ...] = ()  # other manifest column names
     surfaces: frozenset[str] = EVERYWHERE  # where it can be set besides the Python API
     check: Callable[[Any], str | None] | None = None  # a further rule: the problem as a clause, or None
+
+
+def feather_pixels(blend: str) -> int:
+    """The ramp width in pixels of a ``--blend`` value: 0 for hard, FEATHER_PIXELS for a bare ``feather``."""
+    kind, _, pixels = blend.lower().partition(":")
+    if kind == "hard":
+        return 0
+    return int(pixels) if pixels else FEATHER_PIXELS
+
+
+def _feather_problem(blend: str) -> str | None:
+    low, high = FEATHER_RANGE
+    if blend.lower() != "hard" and not low <= feather_pixels(blend) <= high:
+        return f"needs a feather width of {low} to {high} pixels"
+    return None
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -210,6 +228,23 @@ class RenderOptions(_Checked):
         "audio",
         "Audio features: from the audio, or the package's pre-extracted aud_ave.npy.",
         choices=("audio", "package"),
+        changes_output=True,
+    )
+    blend: str = option(
+        "hard",
+        f"Seam of the model region: hard (the reference's paste) or feather[:PX], a PX-pixel ramp into the crop "
+        f"(default {FEATHER_PIXELS}, {FEATHER_RANGE[0]}-{FEATHER_RANGE[1]}); pixels outside the face rectangle "
+        "never change.",
+        pattern=BLEND_PATTERN,
+        metavar="hard|feather[:PX]",
+        changes_output=True,
+        check=_feather_problem,
+    )
+    silence: str = option(
+        "keep",
+        "keep: the UNet renders every frame (the reference); idle: the untouched package frame where the audio is "
+        "silent (cross-faded at the edges, no UNet run for it).",
+        choices=("keep", "idle"),
         changes_output=True,
     )
     frames_dir: Path | None = option(None, "Also write the composited frames here.", surfaces=frozenset({CLI}))

@@ -40,9 +40,11 @@ class ProgressReporter:
         else:
             if self.enabled:
                 wall = result.seconds.get("total", 0.0)
+                idle = f" ({result.idle_frames} idle)" if result.idle_frames else ""
                 self.console.print(
-                    f"ok  {result.input} -> {result.output}  {result.frames} frames, {result.duration:.2f} s audio in "
-                    f"{wall:.1f} s ({result.duration / wall if wall else 0:.2f}x real time), {result.fps:.1f} fps "
+                    f"ok  {result.input} -> {result.output}  {result.frames} frames{idle}, "
+                    f"{result.duration:.2f} s audio in {wall:.1f} s "
+                    f"({result.duration / wall if wall else 0:.2f}x real time), {result.fps:.1f} fps "
                     f"({result.backend} {result.precision} on {', '.join(result.providers)})",
                     markup=False,
                     soft_wrap=True,

@@ -25,7 +25,16 @@ from lipsync_render.media.colour import BT709Converter
 from lipsync_render.package.frame_store import FrameStore
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
-from lipsync_render.rendering.geometry import composite_frame
+from lipsync_render.rendering.geometry import composite_frame, cross_fade
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    """How one frame is finished: the feather width of its seam (0: hard) and how far it fades to the package
+    frame (0: the composited prediction, 1: the untouched package frame, which needs no prediction)."""
+
+    feather: int = 0
+    still_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,18 @@ class _WorkerState:
         height, width = frames.shape[1:3]
         self.converter = BT709Converter(width, height, layout.width, layout.height)
 
-    def composite(self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
+    def composite(
+        self, slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput, task: FrameTask
+    ) -> float:
         """Composite one frame into the slot's I420 area; returns the seconds it took."""
         start = time.perf_counter()
-        frame = composite_frame(
-            self.frames.read(frame_index, out=self.decoded), rect, self.predictions[slot], out=self.scratch
-        )
+        still = self.frames.read(frame_index, out=self.decoded)
+        if task.still_weight >= 1:
+            frame = still
+        else:
+            frame = composite_frame(still, rect, self.predictions[slot], out=self.scratch, feather=task.feather)
+            if task.still_weight > 0:
+                frame = cross_fade(frame, still, task.still_weight, out=self.scratch)
         frame = self.converter.fit(frame)
         self.converter.convert(frame, out=self.i420[slot])
         output.write(number, frame)
@@ -79,8 +94,10 @@ def _init_worker(ring_name: str, layout: RingLayout, frames: FrameStore) -> None
     _state = _WorkerState(ring_name, layout, frames)
 
 
-def _composite_in_worker(slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput) -> float:
-    return _state.composite(slot, frame_index, rect, number, output)
+def _composite_in_worker(
+    slot: int, frame_index: int, rect: tuple, number: int, output: FrameOutput, task: FrameTask
+) -> float:
+    return _state.composite(slot, frame_index, rect, number, output, task)
 
 
 class CompositingPool:
@@ -129,20 +146,23 @@ class CompositingPool:
     def submit(
         self,
         slot: int,
-        prediction: np.ndarray,
+        prediction: np.ndarray | None,
         frame_index: int,
         rect,
         number: int,
         output: FrameOutput = FrameOutput(),
+        task: FrameTask = FrameTask(),
     ) -> Future:
-        """Queue one frame: the prediction goes into the slot, the finished I420 frame comes back there."""
-        self.predictions[slot] = prediction
+        """Queue one frame: the prediction (None for a still frame) goes into the slot, the finished I420 frame
+        comes back there."""
+        if prediction is not None:
+            self.predictions[slot] = prediction
         rect = tuple(int(v) for v in rect)
         if self.executor is not None:
-            return self.executor.submit(_composite_in_worker, slot, frame_index, rect, number, output)
+            return self.executor.submit(_composite_in_worker, slot, frame_index, rect, number, output, task)
         future: Future = Future()
         try:
-            future.set_result(self.local.composite(slot, frame_index, rect, number, output))
+            future.set_result(self.local.composite(slot, frame_index, rect, number, output, task))
         except Exception as exc:
             future.set_exception(exc)
         return future

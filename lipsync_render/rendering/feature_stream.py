@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lipsync_render.contract import FEATURE_DIM, MEL_BINS
+from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_BINS
 from lipsync_render.rendering import features
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.runtimes.base import LoadedModel
@@ -88,16 +88,34 @@ class FeatureStream:
             self.condition.notify_all()
 
     def blocks(self, frame_numbers: np.ndarray, cancel: threading.Event) -> np.ndarray:
-        """Audio inputs [n, 32, 16, 16] for output frames in increasing order, once the rows they read are final."""
+        """Audio inputs [n, 32, 16, 16] for output frames in increasing order, once the rows they read are final;
+        frames with gaps between them (idle frames skipped) are read run by run."""
+        frame_numbers = np.asarray(frame_numbers)
+        if len(frame_numbers) == 0:
+            return np.zeros((0, *AUDIO_BLOCK_SHAPE), np.float32)
+        runs = np.split(frame_numbers, np.flatnonzero(np.diff(frame_numbers) > 1) + 1)
+        return np.concatenate([self._run_blocks(run, cancel) for run in runs])
+
+    def _run_blocks(self, frame_numbers: np.ndarray, cancel: threading.Event) -> np.ndarray:
         low = max(0, int(frame_numbers.min()) - HALF_BLOCK)
         high = min(self.table_rows, int(frame_numbers.max()) + HALF_BLOCK)
         with self.condition:
+            # Released before waiting: a read that skips ahead (idle frames) lets the writer fill the rows it needs
+            self._release(low)
             while self.ready_rows < high:
                 if cancel.is_set():
                     raise Cancelled()
                 self.condition.wait(POLL_SECONDS)
             window = self.ring[np.arange(low, high) % self.capacity] if high > low else self.ring[:0]
-            self.released_rows = max(self.released_rows, min(low, self.ready_rows))
-            self.condition.notify_all()
         # Rows outside [low, high) are outside the table, so frame_blocks' zero padding of the window is the table's
         return features.frame_blocks(window, np.asarray(frame_numbers) - low)
+
+    def stop_reading(self) -> None:
+        """No more reads: the writer may finish the table without waiting for room."""
+        with self.condition:
+            self._release(self.table_rows)
+
+    def _release(self, rows: int) -> None:
+        """Rows below ``rows`` are needed by no later read (they may not be written yet)."""
+        self.released_rows = max(self.released_rows, rows)
+        self.condition.notify_all()

@@ -5,9 +5,10 @@ whatever the audio length. Frames travel through one shared-memory ring of slots
 finished I420 frames into it and the video encoder process reads them from it, so no frame is ever pickled::
 
     features thread   mel + AVE audio encoder in chunks -> FeatureStream (rows become ready)
-    prepare thread    crops, masks, audio blocks        -> queue of batches
+    prepare thread    silence, crops, masks, audio blocks -> queue of batches (idle frames need no UNet input)
     inference thread  UNet per batch (low priority)     -> queue of predictions
     dispatch thread   predictions into ring slots       -> queue of compositing futures, in frame order
+                      (an idle frame gets a slot but no prediction: the worker copies the package frame)
     calling thread    waits for each future             -> slot to the video encoder process (H.264 + AAC)
     collect thread    video encoder replies             -> slots back to the free list, progress
 """
@@ -33,11 +34,12 @@ from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
 from lipsync_render.media.video import SOFTWARE_ENCODERS, VideoTarget, software_encoder
-from lipsync_render.options import RenderOptions
+from lipsync_render.options import RenderOptions, feather_pixels
 from lipsync_render.paths import replaceable_problem
-from lipsync_render.rendering import cancellation, features
+from lipsync_render.rendering import cancellation, features, silence
+from lipsync_render.rendering.batches import Batch, plan_batches
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
-from lipsync_render.rendering.compositing_pool import FrameOutput
+from lipsync_render.rendering.compositing_pool import FrameOutput, FrameTask
 from lipsync_render.rendering.feature_stream import FeatureStream, ring_rows
 from lipsync_render.rendering.frame_order import frame_schedule
 from lipsync_render.rendering.geometry import crop_328, prediction_to_uint8, visual_input
@@ -88,6 +90,8 @@ class RenderRun:
             self.free_slots.put(slot)
         self.run_id = renderer.renders
         self.frames_done = 0
+        self.idle_frames = 0
+        self.feather = feather_pixels(options.blend)
         self.frame_output = FrameOutput(options.frames_dir, options.frames_format, options.jpeg_quality)
         self.stream = self._feature_stream()
 
@@ -160,6 +164,7 @@ class RenderRun:
             precision_choice=choice.describe() if (choice := self.renderer.precision_choice) else None,
             video_codec=self.video_codec,
             providers=self.renderer.providers,
+            idle_frames=self.idle_frames,
         )
 
     def _feature_stream(self) -> FeatureStream:
@@ -191,15 +196,16 @@ class RenderRun:
     def _get(self, q: queue.Queue):
         return cancellation.get(q, self.cancel)
 
-    def _batches(self) -> Iterator[np.ndarray]:
-        """Output frame numbers per UNet batch. On the CPU the first batch is a single frame, so the first
+    def _batches(self) -> Iterator[Batch]:
+        """Runs of output frames per UNet batch. On the CPU the first batch is a single frame, so the first
         frame is encoded after one UNet run rather than a whole batch (cold start); GPUs keep one shape."""
         size = self.renderer.options.batch_size
         first = size if self.renderer.unet.constant_shape else 1
-        bounds = [0, *range(first, self.frame_count, size), self.frame_count]
-        for start, stop in itertools.pairwise(bounds):
-            if stop > start:
-                yield np.arange(start, stop)
+        if self.options.silence == "idle":  # the prepare thread reads the audio a second time, for its levels
+            weights = silence.stream_still_weights(self.audio.blocks(), self.frame_count)
+        else:
+            weights = itertools.repeat(0.0)
+        return plan_batches(self.frame_count, weights, size, first)
 
     def _extract_features(self) -> None:
         """Decode, mel and audio encoder, all streamed: the features thread's whole job."""
@@ -211,38 +217,45 @@ class RenderRun:
 
     def _prepare(self) -> None:
         rects = self.package.rects
-        for numbers in self._batches():
-            indices = self.schedule[numbers]
-            audio = self.stream.blocks(numbers, self.cancel)
+        for batch in self._batches():
+            rendered = batch.rendered
+            audio = self.stream.blocks(rendered, self.cancel)
             tick = time.perf_counter()
-            visual = np.empty((len(numbers), *VISUAL_INPUT_SHAPE), np.float32)
-            for row, index in enumerate(indices):
+            visual = np.empty((len(rendered), *VISUAL_INPUT_SHAPE), np.float32)
+            for row, index in enumerate(self.schedule[rendered]):
                 visual_input(crop_328(*self.package.frames.rect_pixels(index, rects[index])), out=visual[row])
             self.seconds["prepare"] += time.perf_counter() - tick
-            self._put(self.batches, (numbers, visual, audio))
+            self._put(self.batches, (batch, visual, audio))
+        self.stream.stop_reading()
         self._put(self.batches, None)
 
     def _infer(self) -> None:
         lower_thread_priority()
-        while (batch := self._get(self.batches)) is not None:
-            numbers, visual, audio = batch
-            tick = time.perf_counter()
-            unet = self.renderer.unet
-            output = require_finite(unet.run(visual, audio), unet.contract, unet.path)
-            predictions = prediction_to_uint8(output)
-            self.seconds["inference"] += time.perf_counter() - tick
-            self._put(self.predictions, (numbers, predictions))
+        while (item := self._get(self.batches)) is not None:
+            batch, visual, audio = item
+            predictions = None
+            if len(visual):
+                tick = time.perf_counter()
+                unet = self.renderer.unet
+                output = require_finite(unet.run(visual, audio), unet.contract, unet.path)
+                predictions = prediction_to_uint8(output)
+                self.seconds["inference"] += time.perf_counter() - tick
+            self._put(self.predictions, (batch, predictions))
         self._put(self.predictions, None)
 
     def _dispatch(self) -> None:
         rects = self.package.rects
-        while (batch := self._get(self.predictions)) is not None:
-            numbers, predictions = batch
-            for number, prediction in zip(numbers, predictions):
+        while (item := self._get(self.predictions)) is not None:
+            batch, predictions = item
+            rendered = iter(() if predictions is None else predictions)
+            for number, weight in zip(batch.numbers, batch.still_weights.tolist()):
                 slot = self._get(self.free_slots)
                 index = int(self.schedule[number])
+                prediction = None if weight >= 1 else next(rendered)
+                self.idle_frames += prediction is None
+                task = FrameTask(self.feather, weight)
                 future = self.renderer.pool.submit(
-                    slot, prediction, index, rects[index], int(number), self.frame_output
+                    slot, prediction, index, rects[index], int(number), self.frame_output, task
                 )
                 self.pending.put((slot, future))
         self.pending.put(None)

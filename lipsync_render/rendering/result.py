@@ -25,6 +25,7 @@ class RenderResult:
     precision_choice: str | None = None  # with --precision auto: the choice and its PSNR and speed
     video_codec: str = ""  # the FFmpeg encoder that wrote the file
     providers: list[str] = field(default_factory=list)  # what it really ran on
+    idle_frames: int = 0  # frames shown as the untouched package frame (--silence idle), no UNet run for them
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -330,6 +330,12 @@ def test_a_unet_that_gives_nan_fails_the_render_naming_the_model(package, short_
         ("--size", "99999x720", "Output size needs an even width and height"),
         ("--audio-bitrate", "8", "Audio bitrate must be at least 16"),
         ("--audio-bitrate", "9999", "Audio bitrate must be at least 16 and at most 512"),
+        ("--blend", "feather:abc", "Unknown blend 'feather:abc': use hard|feather[:PX]"),
+        ("--blend", "soft", "Unknown blend 'soft'"),
+        ("--blend", "feather:0", "Blend needs a feather width of 1 to 64 pixels (got 'feather:0')"),
+        ("--blend", "feather:65", "Blend needs a feather width of 1 to 64 pixels"),
+        ("--blend", "feather:" + "9" * 40, "Blend needs a feather width of 1 to 64 pixels"),
+        ("--silence", "mute", "Silence must be one of keep, idle"),
     ],
 )
 def test_option_values_are_refused_before_anything_loads(flag, value, fragment, tmp_path):
@@ -347,6 +353,8 @@ def test_help_shows_the_choices():
         "h264|hevc",
         "jpg|png",
         "veryfast",
+        "hard|feather[:PX]",
+        "keep|idle",
     ):
         assert choices in result.stdout
 

@@ -130,6 +130,21 @@ def test_changed_input_option_or_version_re_renders(tiny_package, clips, tmp_pat
     assert [r.status for r in run_jobs(read_jobs(manifest))] == ["ok"] * 5, "without --skip-existing all re-render"
 
 
+def test_sidecar_records_blend_and_silence_and_a_change_re_renders(tiny_package, clips, tmp_path):
+    columns = ("audio", "model", "output", "workers", "blend", "silence")
+    rows = [{"audio": clips[0.4], "model": tiny_package, "output": "a.mp4", "workers": 0, "blend": "feather:8"}]
+    rows[0]["silence"] = "idle"
+    manifest = write_csv(tmp_path / "jobs.csv", rows, columns)
+    assert [r.status for r in run_jobs(read_jobs(manifest), skip_existing=True)] == ["ok"]
+    options = json.loads(sidecar_path(tmp_path / "a.mp4").read_text())["options"]
+    assert (options["blend"], options["silence"]) == ("feather:8", "idle")
+    assert [r.status for r in run_jobs(read_jobs(manifest), skip_existing=True)] == ["skipped"]
+    for column, value in (("silence", "keep"), ("blend", "hard")):
+        rows[0][column] = value
+        write_csv(manifest, rows, columns)
+        assert [r.status for r in run_jobs(read_jobs(manifest), skip_existing=True)] == ["ok"], column
+
+
 def test_jsonl_with_out_dir_json_and_a_failing_job(tiny_package, clips, tmp_path):
     manifest = tmp_path / "jobs.jsonl"
     rows = [

@@ -62,3 +62,23 @@ def test_a_cancelled_render_stops_a_waiting_writer(audio_encoder):
     cancel.set()
     writer.join(timeout=5)
     assert not writer.is_alive() and errors == ["Cancelled"]
+
+
+def test_reads_that_skip_frames_get_their_rows_and_never_stall_the_writer(audio_encoder):
+    """Idle frames are never read: gaps far longer than the ring, then no read at all to the end."""
+    samples = babble(30.0, seed=5)
+    table = audio_features(samples, audio_encoder)
+    mel_frames = mel_frame_count(len(samples))
+    stream = FeatureStream(encoder_window_count(mel_frames) + 2, ring_rows(4))
+    cancel = threading.Event()
+    writer = threading.Thread(
+        target=stream.fill, args=(mel_chunks([samples], len(samples)), mel_frames, audio_encoder, cancel)
+    )
+    writer.start()
+    for numbers in ([0, 1, 3], [4, 400, 401], [402], [650, 652, 653]):  # 400 - 4 > the ring's 288 rows
+        assert stream.capacity < 396
+        np.testing.assert_array_equal(stream.blocks(np.array(numbers), cancel), frame_blocks(table, numbers))
+    assert stream.blocks(np.array([], int), cancel).shape == (0, 32, 16, 16)
+    stream.stop_reading()
+    writer.join(timeout=30)
+    assert not writer.is_alive()

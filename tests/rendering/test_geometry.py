@@ -4,7 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
-from lipsync_render.rendering.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+from lipsync_render.rendering.geometry import (
+    composite_frame,
+    crop_328,
+    cross_fade,
+    feather_alpha,
+    feathered_roi,
+    prediction_to_uint8,
+    visual_input,
+)
 
 
 def reference_input(frame, rect):
@@ -83,3 +91,72 @@ def test_paste_back_is_bit_exact(frame, rect):
 def test_prediction_truncates_like_the_reference():
     output = np.array([0.999, 0.5, 0.00392, 0.996], np.float32).reshape(1, 1, 1, 4).repeat(3, axis=1)
     assert prediction_to_uint8(output)[0, 0, :, 0].tolist() == [254, 127, 0, 253]
+
+
+# --- --blend feather ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pixels", [1, 16, 64])
+def test_feather_ramp_rises_from_every_edge_and_is_one_inside(pixels):
+    alpha = feather_alpha(pixels)[..., 0]
+    assert alpha.shape == (320, 320)
+    inside = alpha[pixels:-pixels, pixels:-pixels] if pixels < 160 else alpha[:0]
+    assert (inside == 1).all() and (alpha <= 1).all() and (alpha > 0).all()
+    row = alpha[160]
+    assert np.all(np.diff(row[:pixels]) > 0) and row[0] == np.float32(0.5 / pixels)
+    assert np.array_equal(row, row[::-1]) and np.array_equal(alpha, alpha.T)
+    assert (alpha[:pixels] < 1).all() and (alpha[:, -pixels:] < 1).all()
+
+
+def test_feathered_roi_is_the_prediction_inside_and_between_at_the_edges():
+    rng = np.random.default_rng(2)
+    original = rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    prediction = rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    blended = feathered_roi(original, prediction, 16)
+    assert np.array_equal(blended[16:-16, 16:-16], prediction[16:-16, 16:-16])
+    low, high = np.minimum(original, prediction), np.maximum(original, prediction)
+    assert ((blended >= low) & (blended <= high)).all()
+    edge = blended[:, 0].astype(int) - original[:, 0]  # weight 1/32 of the prediction on the outermost pixels
+    assert np.abs(edge).max() <= 8 and np.abs(blended[16:-16, 15].astype(int) - prediction[16:-16, 15]).max() <= 8
+
+
+def interior_of_ramp(length: int, pixels: int) -> np.ndarray:
+    """Output pixels along one side of the rectangle whose 4 cubic taps in the 328 crop all lie where the ramp
+    is 1 (crop pixels 4 + pixels .. 323 - pixels): there feather and hard must give the same bits."""
+    source = (np.arange(length) + 0.5) * 328 / length - 0.5
+    first = np.floor(source).astype(int) - 1
+    return (first >= 4 + pixels) & (first + 3 <= 323 - pixels)
+
+
+@pytest.mark.parametrize(
+    "rect, pixels", [((532, 210, 714, 392), 16), ((0, 0, 173, 173), 4), ((500, 300, 900, 700), 40)]
+)
+def test_feather_changes_only_the_ramp_inside_the_rectangle(frame, rect, pixels):
+    rng = np.random.default_rng(5)
+    prediction = rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    hard = composite_frame(frame, rect, prediction)
+    feathered = composite_frame(frame, rect, prediction, feather=pixels)
+    x1, y1, x2, y2 = rect
+    outside = np.ones(frame.shape[:2], bool)
+    outside[y1:y2, x1:x2] = False
+    assert np.array_equal(feathered[outside], frame[outside])
+    interior = interior_of_ramp(y2 - y1, pixels)[:, None] & interior_of_ramp(x2 - x1, pixels)[None, :]
+    assert interior.any() and not interior.all()
+    face_hard, face_feathered = hard[y1:y2, x1:x2], feathered[y1:y2, x1:x2]
+    assert np.array_equal(face_feathered[interior], face_hard[interior])
+    assert (face_feathered[~interior] != face_hard[~interior]).any()
+
+
+def test_hard_is_the_default_and_feather_zero(frame):
+    rect = (532, 210, 714, 392)
+    prediction = np.random.default_rng(3).integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    assert np.array_equal(composite_frame(frame, rect, prediction, feather=0), composite_frame(frame, rect, prediction))
+
+
+def test_cross_fade_weights(frame):
+    other = 255 - frame
+    out = np.empty_like(frame)
+    assert np.array_equal(cross_fade(frame, other, 0.0, out), frame)
+    assert np.array_equal(cross_fade(frame, other, 1.0, out), other)
+    half = cross_fade(frame, other, 0.5, out).astype(int)
+    assert np.abs(half - (frame.astype(int) + other) / 2).max() <= 0.5

@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -211,3 +212,120 @@ def test_hevc_output(tiny_package, short_wav, tmp_path):
         result = renderer.render(short_wav, tmp_path / "h.mp4")
     assert result.video_codec == "libx265"
     assert probe(tmp_path / "h.mp4").video_codec == "hevc"
+
+
+# --- --silence idle and --blend feather ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def paused_wav(short_wav, tmp_path_factory):
+    """0.8 s of speech, 1.0 s of digital silence, 0.5 s of speech: 58 frames."""
+    import soundfile as sf
+
+    speech, rate = sf.read(short_wav, dtype="int16")
+    path = tmp_path_factory.mktemp("paused") / "paused.wav"
+    sf.write(path, np.concatenate([speech[: 8 * rate // 10], np.zeros(rate, np.int16), speech[: rate // 2]]), rate)
+    return path
+
+
+def render_counting_unet(package, audio, out_dir, **options):
+    """Render with PNG frames; returns the result, the frames and how many samples went through the UNet."""
+    runs = []
+    out_dir.mkdir()
+    with Renderer(package, SessionOptions(batch_size=4, workers=options.pop("workers", 0))) as renderer:
+        unet_run = renderer.unet.run
+        renderer.unet.run = lambda visual, audio: runs.append(len(visual)) or unet_run(visual, audio)
+        frames_dir = out_dir / "frames"
+        result = renderer.render(
+            audio, out_dir / "out.mp4", RenderOptions(frames_dir=frames_dir, frames_format="png", **options)
+        )
+    frames = [cv2.imread(str(frames_dir / f"{k:06d}.png")) for k in range(result.frames)]
+    assert probe(out_dir / "out.mp4").frames == result.frames
+    return result, frames, sum(runs)
+
+
+def still_weights_of(audio):
+    from lipsync_render.media.audio import AudioStream
+    from lipsync_render.rendering.features import frame_count_for_audio
+    from lipsync_render.rendering.silence import stream_still_weights
+
+    stream = AudioStream(audio)
+    return np.array(list(stream_still_weights(stream.blocks(), frame_count_for_audio(stream.sample_count))))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_idle_frames_are_the_package_frames_and_skip_the_unet(tiny_package, paused_wav, tmp_path, workers):
+    from lipsync_render.rendering.geometry import cross_fade
+
+    keep, keep_frames, keep_runs = render_counting_unet(tiny_package, paused_wav, tmp_path / "keep")
+    idle, idle_frames, idle_runs = render_counting_unet(
+        tiny_package, paused_wav, tmp_path / "idle", silence="idle", workers=workers
+    )
+    weights = still_weights_of(paused_wav)
+    idle_count = int((weights == 1).sum())
+    assert idle.frames == keep.frames == len(weights) == 58 and idle_count >= 8
+    assert (keep_runs, idle_runs, idle.idle_frames, keep.idle_frames) == (58, 58 - idle_count, idle_count, 0)
+    package = load_package(tiny_package)
+    schedule = frame_schedule(58, package.frame_count)
+    for k, weight in enumerate(weights):
+        still = np.asarray(package.frames[schedule[k]])
+        if weight == 1:
+            assert np.array_equal(idle_frames[k], still), f"idle frame {k} is not the package frame"
+        elif weight == 0:
+            assert np.array_equal(idle_frames[k], keep_frames[k]), f"frame {k} is not the rendered frame"
+        else:
+            expected = cross_fade(keep_frames[k], still, weight, np.empty_like(still))
+            assert np.array_equal(idle_frames[k], expected), f"fade frame {k}"
+
+
+def test_idle_on_silent_and_on_unbroken_audio(tiny_package, tmp_path):
+    import soundfile as sf
+
+    silent, tone = tmp_path / "silent.wav", tmp_path / "tone.wav"
+    sf.write(silent, np.zeros(16000, np.int16), 16000)
+    sf.write(tone, (8000 * np.sin(np.arange(16000) * 0.09)).astype(np.int16), 16000)
+    result, frames, runs = render_counting_unet(tiny_package, silent, tmp_path / "s", silence="idle")
+    package = load_package(tiny_package)
+    schedule = frame_schedule(25, package.frame_count)
+    assert (result.frames, result.idle_frames, runs) == (25, 25, 0)
+    assert "inference" not in result.seconds
+    assert all(np.array_equal(frame, package.frames[schedule[k]]) for k, frame in enumerate(frames))
+    idle, idle_frames, idle_runs = render_counting_unet(tiny_package, tone, tmp_path / "t", silence="idle")
+    _, keep_frames, _ = render_counting_unet(tiny_package, tone, tmp_path / "k")
+    assert (idle.idle_frames, idle_runs) == (0, 25)
+    assert all(np.array_equal(a, b) for a, b in zip(idle_frames, keep_frames, strict=True))
+
+
+def test_idle_with_package_features(tiny_package, paused_wav, tmp_path):
+    """--features package decodes no audio for the UNet, yet --silence idle still reads it for its levels."""
+    import json
+    import shutil
+
+    package = Path(shutil.copytree(tiny_package, tmp_path / "with-features"))
+    encoder_path = load_package(tiny_package).audio_encoder_path
+    encoder = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
+    np.save(package / "aud_ave.npy", audio_features(load_audio(paused_wav), OrtModel(encoder, AUDIO_ENCODER, 64)))
+    manifest = json.loads((package / "package.json").read_text())
+    manifest["files"]["features"] = "aud_ave.npy"
+    (package / "package.json").write_text(json.dumps(manifest))
+    from_audio, audio_frames, _ = render_counting_unet(tiny_package, paused_wav, tmp_path / "a", silence="idle")
+    from_package, package_frames, _ = render_counting_unet(
+        package, paused_wav, tmp_path / "p", silence="idle", features="package"
+    )
+    assert from_package.idle_frames == from_audio.idle_frames > 0
+    assert all(np.array_equal(a, b) for a, b in zip(package_frames, audio_frames, strict=True))
+
+
+def test_feather_changes_only_pixels_inside_the_rectangles(tiny_package, short_wav, tmp_path):
+    _, hard, _ = render_counting_unet(tiny_package, short_wav, tmp_path / "hard")
+    _, soft, _ = render_counting_unet(tiny_package, short_wav, tmp_path / "soft", blend="feather:8")
+    package = load_package(tiny_package)
+    schedule = frame_schedule(len(hard), package.frame_count)
+    changed = 0
+    for k, (a, b) in enumerate(zip(hard, soft, strict=True)):
+        x1, y1, x2, y2 = package.rects[schedule[k]]
+        outside = np.ones(a.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        assert np.array_equal(b[outside], np.asarray(package.frames[schedule[k]])[outside])
+        changed += int((a != b).any())
+    assert changed == len(hard)
