@@ -142,7 +142,7 @@ def run_bench(
     if frames is not None and audio is not None:
         raise LipsyncError("Give either a frame count or an audio file, not both.")
     say = on_progress or (lambda message: None)
-    resolved = session.resolve(get_backend(session.backend).planned_device(session.device))
+    resolved = session.resolve(get_backend(session.backend, session.device).planned_device(session.device))
     session = replace(session, workers=resolved.workers, threads=session.threads or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
         workdir = Path(tmp)

@@ -1,0 +1,118 @@
+"""The torch backend on the CPU: ONNX weights in the torch networks, parity with ONNX Runtime, refusals."""
+
+import numpy as np
+import pytest
+
+from lipsync_render.contract import AUDIO_ENCODER, UNET, UNET_UINT8
+from lipsync_render.errors import DeviceError, PackageError
+from lipsync_render.options import SessionOptions
+from lipsync_render.package import load_package
+from lipsync_render.runtimes import get_backend
+from lipsync_render.synth.avatar import synth_package
+
+torch = pytest.importorskip("torch")
+
+PARITY = 1e-4
+
+
+@pytest.fixture(scope="module")
+def random_package(tmp_path_factory):
+    """Full-size architectures with random weights: every conv matters."""
+    return load_package(synth_package(tmp_path_factory.mktemp("torch") / "random", frames=3, weights="random"))
+
+
+def load(package, contract=UNET, backend="torch", **options):
+    return get_backend(backend).load(package, contract, SessionOptions(device="cpu", precision="fp32", **options))
+
+
+def unet_feeds(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 6, 320, 320), dtype=np.float32), rng.uniform(0, 2, (n, 32, 16, 16)).astype(np.float32)
+
+
+def test_unet_matches_onnx_runtime_on_random_weights(random_package):
+    feeds = unet_feeds()
+    torch_output = load(random_package, batch_size=2).run(*feeds)
+    ort_output = load(random_package, backend="onnxruntime", batch_size=2).run(*feeds)
+    assert torch_output.shape == (3, 3, 320, 320) and torch_output.dtype == np.float32
+    assert np.abs(torch_output - ort_output).max() <= PARITY
+    assert torch_output.std() > 0.01  # the random weights give a real picture, not a constant
+
+
+def test_audio_encoder_matches_onnx_runtime_on_random_weights(random_package):
+    windows = np.random.default_rng(1).uniform(-4, 4, (70, 1, 80, 16)).astype(np.float32)
+    torch_output = load(random_package, AUDIO_ENCODER).run(windows)
+    ort_output = load(random_package, AUDIO_ENCODER, backend="onnxruntime").run(windows)
+    assert torch_output.shape == (70, 512)
+    assert np.abs(torch_output - ort_output).max() <= PARITY * max(1.0, float(np.abs(ort_output).max()))
+
+
+def test_tiny_stand_ins_match_onnx_runtime(tiny_package):
+    package = load_package(tiny_package)
+    feeds = unet_feeds(2)
+    np.testing.assert_allclose(load(package).run(*feeds), load(package, backend="onnxruntime").run(*feeds), atol=PARITY)
+    windows = np.random.default_rng(2).uniform(-4, 4, (5, 1, 80, 16)).astype(np.float32)
+    np.testing.assert_allclose(
+        load(package, AUDIO_ENCODER).run(windows),
+        load(package, AUDIO_ENCODER, backend="onnxruntime").run(windows),
+        atol=PARITY,
+    )
+
+
+def test_uint8_unet_equals_the_float_unet_and_host_geometry(random_package):
+    from lipsync_render.rendering.geometry import prediction_to_uint8, visual_input
+
+    crops = np.random.default_rng(3).integers(0, 256, (3, 328, 328, 3), dtype=np.uint8)
+    _, audio = unet_feeds()
+    visual = np.stack([visual_input(crop) for crop in crops])
+    expected = prediction_to_uint8(load(random_package, batch_size=3).run(visual, audio))
+    predictions = load(random_package, UNET_UINT8, batch_size=2).run(crops, audio)
+    assert predictions.dtype == np.uint8 and predictions.shape == (3, 320, 320, 3)
+    np.testing.assert_array_equal(predictions, expected)
+
+
+def test_a_real_torch_export_maps_onto_the_networks(tmp_path):
+    """A UNet exported by torch.onnx (its own node names and order) loads back into the same weights."""
+    from lipsync_render.package.export import _export, unet_model
+    from lipsync_render.runtimes.pytorch.onnx_weights import network_from_onnx
+
+    torch.manual_seed(0)
+    model = unet_model().eval()
+    for module in model.modules():  # non-trivial BatchNorm statistics, so folding matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    visual, audio = (torch.from_numpy(x) for x in unet_feeds(1))
+    _export(model, (visual, audio), tmp_path / "unet.onnx", ["input", "audio"], ["output"], "batch", None)
+    network = network_from_onnx(tmp_path / "unet.onnx", UNET)
+    with torch.no_grad():
+        assert (network(visual, audio) - model(visual, audio)).abs().max().item() <= PARITY
+
+
+def test_a_graph_of_another_architecture_is_refused(tmp_path, random_package):
+    import onnx
+
+    from lipsync_render.runtimes.pytorch.onnx_weights import network_from_onnx
+
+    model = onnx.load(str(random_package.unet_path))
+    conv = next(node for node in model.graph.node if node.name == "unet.down3.conv1.depthwise")
+    next(a for a in conv.attribute if a.name == "strides").ints[:] = [1, 1]
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    with pytest.raises(PackageError, match="SyncTalk_2D architecture"):
+        network_from_onnx(tmp_path / "other.onnx", UNET)
+
+
+def test_precisions_the_cpu_cannot_run_are_refused(tiny_package):
+    package = load_package(tiny_package)
+    for precision in ("fp16", "bf16", "int8"):
+        with pytest.raises(DeviceError, match="torch backend runs fp32 on the CPU"):
+            get_backend("torch").load(package, UNET, SessionOptions(device="cpu", precision=precision))
+
+
+def test_cuda_without_a_gpu_is_one_sentence():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceError, match="CUDA was requested"):
+        get_backend("torch").planned_device("cuda")
+    with pytest.raises(DeviceError, match="TensorRT"):
+        get_backend("torch").planned_device("tensorrt")
