@@ -26,6 +26,7 @@ EVERYWHERE = frozenset({CLI, JOBS, BENCH})
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 VIDEO_ENCODERS = ("auto", "libx264", "nvenc")
+UNET_IO = ("auto", "uint8", "float")
 MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
     "ultrafast",
@@ -109,6 +110,14 @@ class SessionOptions(_Checked):
     )
     threads: int = option(0, "Inference threads (0: all cores).", minimum=0, maximum=256)
     cuda_graph: bool = option(False, "CUDA: capture the UNet once and replay it.")
+    unet_io: str = option(
+        "auto",
+        "UNet input and output. uint8: the 328 crop goes to the model, which takes the region, divides by 255, "
+        "masks and returns the uint8 prediction (on a GPU all on the device, a quarter of the bytes); float: the host "
+        "does that work; auto: uint8 on a GPU, float on the CPU. Both give the same frames, bit for bit.",
+        choices=UNET_IO,
+        label="UNet input/output",
+    )
     video_encoder: str = option(
         "auto",
         "Video encoder: auto (NVENC when it really opens), libx264 or nvenc.",

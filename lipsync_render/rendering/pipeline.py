@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipsync_render.contract import VISUAL_INPUT_SHAPE, require_finite
+from lipsync_render.contract import CROP_INPUT_SHAPE, UNET_UINT8, VISUAL_INPUT_SHAPE, require_finite
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
@@ -208,14 +208,21 @@ class RenderRun:
         self.seconds["audio"] += time.perf_counter() - tick
 
     def _prepare(self) -> None:
-        rects = self.package.rects
+        """The UNet's inputs per batch: uint8 328 crops for a uint8 UNet (no float work here), else float inputs."""
+        rects, frames = self.package.rects, self.package.frames
+        uint8 = self.renderer.unet.contract is UNET_UINT8
         for numbers in self._batches():
             indices = self.schedule[numbers]
             audio = self.stream.blocks(numbers, self.cancel)
             tick = time.perf_counter()
-            visual = np.empty((len(numbers), *VISUAL_INPUT_SHAPE), np.float32)
-            for row, index in enumerate(indices):
-                visual_input(crop_328(self.package.frames[index], rects[index]), out=visual[row])
+            if uint8:
+                visual = np.empty((len(numbers), *CROP_INPUT_SHAPE), np.uint8)
+                for row, index in enumerate(indices):
+                    crop_328(frames[index], rects[index], out=visual[row])
+            else:
+                visual = np.empty((len(numbers), *VISUAL_INPUT_SHAPE), np.float32)
+                for row, index in enumerate(indices):
+                    visual_input(crop_328(frames[index], rects[index]), out=visual[row])
             self.seconds["prepare"] += time.perf_counter() - tick
             self._put(self.batches, (numbers, visual, audio))
         self._put(self.batches, None)
@@ -226,8 +233,10 @@ class RenderRun:
             numbers, visual, audio = batch
             tick = time.perf_counter()
             unet = self.renderer.unet
-            output = require_finite(unet.run(visual, audio), unet.contract, unet.path)
-            predictions = prediction_to_uint8(output)
+            if unet.contract is UNET_UINT8:
+                predictions = unet.run(visual, audio)  # checks its own output for NaN
+            else:
+                predictions = prediction_to_uint8(require_finite(unet.run(visual, audio), unet.contract, unet.path))
             self.seconds["inference"] += time.perf_counter() - tick
             self._put(self.predictions, (numbers, predictions))
         self._put(self.predictions, None)
