@@ -79,6 +79,7 @@ class RenderRun:
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu_seconds: dict[str, float] = {}
         depth = 2
         self.batches: queue.Queue = queue.Queue(depth)
         self.predictions: queue.Queue = queue.Queue(depth)
@@ -121,7 +122,7 @@ class RenderRun:
             encoder.open(self.run_id, target, self.options)
             for thread in threads:
                 thread.start()
-            self._send_frames()
+            self._on_thread_cpu("send", self._send_frames)
             encoder.finish(self.run_id)
             collector.join()
             if self.failure is not None:
@@ -154,6 +155,7 @@ class RenderRun:
             fps=self.frame_count / total if total > 0 else 0.0,
             first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
+            cpu_seconds={k: round(v, 4) for k, v in self.cpu_seconds.items()},
             backend=self.renderer.backend.name,
             precision=self.renderer.options.precision,
             precision_choice=choice.describe() if (choice := self.renderer.precision_choice) else None,
@@ -172,10 +174,18 @@ class RenderRun:
         table_rows = features.encoder_window_count(mel_frame_count(self.audio.sample_count)) + 2
         return FeatureStream(table_rows, ring_rows(self.renderer.options.batch_size))
 
+    def _on_thread_cpu(self, name: str, stage: Callable[[], None]) -> None:
+        """Run a stage, adding the CPU seconds its thread spent to ``cpu_seconds[name]``."""
+        start = time.thread_time()
+        try:
+            stage()
+        finally:
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.thread_time() - start
+
     def _guard(self, stage: Callable[[], None]) -> None:
         """Run a stage; the first failure cancels every other stage."""
         try:
-            stage()
+            self._on_thread_cpu(stage.__name__.strip("_").replace("extract_features", "features"), stage)
         except Cancelled:
             pass
         except BaseException as exc:

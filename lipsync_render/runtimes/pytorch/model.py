@@ -41,7 +41,7 @@ class TorchModel:
         self.constant_shape = self.io_on_device = device.type == "cuda"
         self.cuda_graph = cuda_graph and self.device == "cuda"
         graph = " CUDA graph" if self.cuda_graph else ""
-        self.providers = [f"PyTorch {torch.__version__} {device} {precision}{graph}"]
+        self.providers = [f"PyTorch {torch.__version__} {device}{graph}"]
         self.graph = None
         self.buffers = self._buffers() if self.constant_shape else None
 
