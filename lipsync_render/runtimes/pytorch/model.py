@@ -31,6 +31,7 @@ class TorchModel:
         precision: str,
         cuda_graph: bool = False,
         path: Path | None = None,
+        static_buffers: bool | None = None,
     ):
         self.module = module
         self.contract = contract
@@ -38,7 +39,8 @@ class TorchModel:
         self.torch_device = device
         self.device = device.type
         self.path = path
-        self.constant_shape = self.io_on_device = device.type == "cuda"
+        # static buffers, one constant shape: the default on CUDA (graph capture needs it); tests use them on the CPU
+        self.constant_shape = self.io_on_device = device.type == "cuda" if static_buffers is None else static_buffers
         self.cuda_graph = cuda_graph and self.device == "cuda"
         graph = " CUDA graph" if self.cuda_graph else ""
         self.providers = [f"PyTorch {torch.__version__} {device}{graph}"]
@@ -47,9 +49,10 @@ class TorchModel:
 
     def _buffers(self) -> dict:
         """Pinned host staging and static device buffers for one constant-shape batch."""
+        pinned = self.device == "cuda"
 
         def pair(shape, dtype):
-            host = torch.empty((self.batch_size, *shape), dtype=dtype, pin_memory=True)
+            host = torch.empty((self.batch_size, *shape), dtype=dtype, pin_memory=pinned)
             return host, torch.empty_like(host, device=self.torch_device)
 
         dtypes = [_torch_dtype(self.contract.input_dtype(i)) for i in range(len(self.contract.inputs))]
@@ -58,7 +61,7 @@ class TorchModel:
             "output": torch.empty(
                 (self.batch_size, *self.contract.output),
                 dtype=_torch_dtype(self.contract.output_dtype),
-                pin_memory=True,
+                pin_memory=pinned,
             ),
             "result": None,  # the device output and its sum, set by the first run (or the graph capture)
         }
@@ -93,7 +96,8 @@ class TorchModel:
             self._forward()
         output, total = self.buffers["result"]
         self.buffers["output"].copy_(output, non_blocking=True)
-        torch.cuda.current_stream(self.torch_device).synchronize()
+        if self.device == "cuda":
+            torch.cuda.current_stream(self.torch_device).synchronize()
         self._check(total)
         return self.buffers["output"].numpy()
 
