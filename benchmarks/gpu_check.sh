@@ -3,6 +3,7 @@
 # system-wide): installs the wheels carried in .gpu-wheels/ (`make gpu-wheels` here) and the project without
 # dependencies into a venv that sees the system packages, builds the demo and a random-weights package, and runs
 #
+#   the torch backend's CUDA tests (graph replay = eager, fp32/fp16/bf16 against the CPU),
 #   lipsync bench --device cuda --backend torch at batch 1, 8 and 25 in fp32 and fp16 (CUDA graphs), and
 #   the zero-cost-UNet host ceiling on all cores (benchmarks/host_ceiling.py),
 #
@@ -69,6 +70,8 @@ print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_provider
 print('opencv', cv2.__version__, 'numpy', numpy.__version__, 'av', av.__version__)"
 run 60 doctor "${LIPSYNC[@]}" doctor
 
+run 120 cuda-tests "$PY" -m pytest -q -p no:cacheprovider tests/runtimes/test_pytorch.py -k cuda
+
 PACKAGES="$VENV/gpu-check-packages"
 rm -rf "$PACKAGES" && mkdir -p "$PACKAGES"
 run 120 synth-demo "${LIPSYNC[@]}" package synth "$PACKAGES/demo" --frames 100
@@ -93,6 +96,12 @@ step "summary"
     echo '```'
     cat "$OUT/versions.log" 2>/dev/null || true
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
+    echo '```'
+    echo
+    echo "## cuda-tests"
+    echo
+    echo '```'
+    tail -15 "$OUT/cuda-tests.log" 2>/dev/null || true
     echo '```'
     for part in bench-torch-fp32 bench-torch-fp16 host-ceiling; do
         if [ -f "$OUT/$part.md" ]; then

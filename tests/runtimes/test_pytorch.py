@@ -1,5 +1,7 @@
 """The torch backend on the CPU: ONNX weights in the torch networks, parity with ONNX Runtime, refusals."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,46 @@ def test_static_padded_buffers_drop_the_padding(tiny_package):
     crops = np.random.default_rng(4).integers(0, 256, (3, 328, 328, 3), dtype=np.uint8)
     _, audio = unet_feeds()
     assert static.constant_shape and np.array_equal(static.run(crops, audio), plain.run(crops, audio))
+
+
+def test_a_synctalk2d_checkpoint_loads_folded(tmp_path):
+    """A .pth state_dict (DataParallel's 'module.' prefix included) gives the same network, BatchNorm folded."""
+    from lipsync_render.package.export import audio_encoder_model
+    from lipsync_render.runtimes.pytorch.networks import from_checkpoint
+
+    torch.manual_seed(1)
+    model = audio_encoder_model().eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.uniform_(0.5, 1.5)
+    state = {f"module.{key.removeprefix('audio_encoder.')}": value for key, value in model.state_dict().items()}
+    torch.save(state, tmp_path / "audio_visual_encoder.pth")
+    folded = from_checkpoint(tmp_path / "audio_visual_encoder.pth", encoder=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    mel = torch.rand(5, 1, 80, 16) * 8 - 4
+    with torch.no_grad():
+        assert (folded(mel) - model(mel)).abs().max().item() <= PARITY
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU for torch here")
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_cuda_uint8_unet_with_a_graph_matches_eager_and_the_cpu(random_package, precision):
+    crops = np.random.default_rng(5).integers(0, 256, (3, 328, 328, 3), dtype=np.uint8)
+    _, audio = unet_feeds()
+    options = SessionOptions(device="cuda", precision=precision, batch_size=2)
+    backend = get_backend("torch")
+    eager = backend.load(random_package, UNET_UINT8, options)
+    graphed = backend.load(random_package, UNET_UINT8, replace(options, cuda_graph=True))
+    graphed.warm_up()
+    assert graphed.constant_shape and graphed.device == "cuda" and "CUDA graph" in graphed.providers[0]
+    expected = eager.run(crops, audio)
+    assert np.array_equal(graphed.run(crops, audio), expected)  # padded last batch, replayed graph
+    cpu = load(random_package, UNET_UINT8, batch_size=3).run(crops, audio)
+    levels = np.abs(expected.astype(np.int16) - cpu)
+    if precision == "fp32":
+        assert levels.max() <= 1  # TF32 is off: only the kernels' summation order differs
+    else:
+        assert levels.mean() <= 3  # reduced precision: close on average, no bound on the worst pixel
