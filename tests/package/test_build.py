@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from lipsync_render.cli.app import app
+from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import LipsyncError, PackageError
 from lipsync_render.package import load_package, validate_package
 from lipsync_render.package.build import (
@@ -547,8 +548,8 @@ def test_export_onnx_matches_torch(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "max |onnx - torch|" in result.output
-    check_model(out / "unet.onnx", "UNet")
-    check_model(out / "audio_encoder.onnx", "audio encoder")
+    assert check_model(out / "unet.onnx", UNET)[0] == []
+    assert check_model(out / "audio_encoder.onnx", AUDIO_ENCODER)[0] == []
     assert [op.version for op in onnx.load(str(out / "unet.onnx")).opset_import if op.domain in ("", "ai.onnx")] == [17]
 
     rng = np.random.default_rng(7)

@@ -9,12 +9,13 @@ float bytes cross the bus and the host does no float work.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import TYPE_CHECKING
 
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
 from lipsync_render.errors import DeviceError
-from lipsync_render.runtimes.devices import DeviceRequest
+from lipsync_render.runtimes.devices import DeviceRequest, cuda_driver_present
 
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions
@@ -31,19 +32,22 @@ class TorchBackend:
     name = "torch"
 
     def unavailable_reason(self) -> str | None:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        # found, not imported: importing torch takes seconds and loads its CUDA libraries into the process
+        if importlib.util.find_spec("torch") is None:
             return "PyTorch is not installed (pip install 'lipsync-render[torch]')"
         return None
 
     def planned_device(self, device: str) -> str:
-        import torch
-
         request = DeviceRequest.parse(device)
         if request.kind == "tensorrt":
             raise DeviceError("The torch backend does not run TensorRT; use --device cuda.")
-        if request.kind == "cpu" or (request.kind == "auto" and not torch.cuda.is_available()):
+        if request.kind == "cpu" or (request.kind == "auto" and not cuda_driver_present()):
+            return "cpu"
+        if not cuda_driver_present():
+            raise DeviceError("CUDA was requested but no NVIDIA driver was found on this machine.")
+        import torch
+
+        if request.kind == "auto" and not torch.cuda.is_available():
             return "cpu"
         if not torch.cuda.is_available():
             raise DeviceError(f"CUDA was requested but this PyTorch build cannot use a GPU here ({_cuda_problem()}).")
