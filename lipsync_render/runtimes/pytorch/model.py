@@ -115,7 +115,8 @@ class TorchModel:
                     self.module(*devices)
             torch.cuda.current_stream(self.torch_device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local: the features thread may use CUDA (the audio encoder) while this thread captures
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.buffers["result"] = self.module(*devices)
         self.graph.replay()
 
