@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
-.PHONY: install demo lint test bench clean
+.PHONY: install demo lint test bench clean gpu-wheels
 
 install: $(STAMP)
 
@@ -38,6 +38,16 @@ test: lint
 
 bench: $(STAMP) packages/demo/package.json
 	$(BIN)/lipsync bench --model demo --batch-sizes 1,4,8,25 --frames 100
+
+# What a lent GPU machine lacks (it reaches no package registry): cp312 manylinux wheels for
+# benchmarks/gpu_check.sh (pytest for its CUDA tests), git-ignored, at most 50 MB (64 MiB can be carried in all).
+GPU_WHEELS := .gpu-wheels
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--abi cp312 --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d $(GPU_WHEELS) av soundfile soxr cffi pycparser setuptools pytest pluggy iniconfig packaging
+	@du -sm $(GPU_WHEELS) | awk '{ print "$(GPU_WHEELS): " $$1 " MB"; if ($$1 > 50) { print "over the 50 MB limit"; exit 1 } }'
 
 clean:
 	rm -rf out packages/demo packages/tiny .pytest_cache

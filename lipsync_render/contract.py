@@ -39,10 +39,31 @@ class ModelContract:
     label: str  # how sentences name it
     inputs: tuple[tuple[int, ...], ...]
     output: tuple[int, ...]
+    input_dtypes: tuple[str, ...] = ()  # numpy dtype names, one per input; empty: all float32
+    output_dtype: str = "float32"
+
+    def input_dtype(self, index: int) -> np.dtype:
+        return np.dtype(self.input_dtypes[index] if self.input_dtypes else "float32")
+
+    def zeros(self, batch: int) -> list[np.ndarray]:
+        """One batch of zero inputs: what warm-up runs."""
+        return [np.zeros((batch, *shape), self.input_dtype(i)) for i, shape in enumerate(self.inputs)]
 
 
 UNET = ModelContract("unet", "UNet", (VISUAL_INPUT_SHAPE, AUDIO_BLOCK_SHAPE), PREDICTION_SHAPE)
 AUDIO_ENCODER = ModelContract("encoder", "audio encoder", (ENCODER_INPUT_SHAPE,), ENCODER_OUTPUT_SHAPE)
+CROP_INPUT_SHAPE = (CROP_SIZE, CROP_SIZE, 3)  # the BGR uint8 328 crop, HWC
+PREDICTION_UINT8_SHAPE = (ROI_SIZE, ROI_SIZE, 3)  # the BGR uint8 prediction, HWC, ready to paste
+# The same UNet with its input and output work inside the model (on the device for a GPU): uint8 328 crops in, the
+# ROI, / 255, the mask, x 255 and truncation inside, the uint8 prediction out. Bit-identical to UNET + geometry.py.
+UNET_UINT8 = ModelContract(
+    "unet",
+    "UNet",
+    (CROP_INPUT_SHAPE, AUDIO_BLOCK_SHAPE),
+    PREDICTION_UINT8_SHAPE,
+    input_dtypes=("uint8", "float32"),
+    output_dtype="uint8",
+)
 
 
 @dataclass

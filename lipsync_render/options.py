@@ -33,6 +33,7 @@ MIN_SIDE, MAX_SIDE = 16, 4096
 BLEND_PATTERN = r"hard|feather(:\d+)?"
 FEATHER_PIXELS = 16  # --blend feather's ramp width on the 320-pixel model region (README: chosen by looking)
 FEATHER_RANGE = (1, 64)  # a ramp wider than a fifth of the region would fade the mouth itself
+UNET_IO = ("auto", "uint8", "float")
 MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
     "ultrafast",
@@ -132,6 +133,14 @@ class SessionOptions(_Checked):
     )
     threads: int = option(0, "Inference threads (0: all cores).", minimum=0, maximum=256)
     cuda_graph: bool = option(False, "CUDA: capture the UNet once and replay it.")
+    unet_io: str = option(
+        "auto",
+        "UNet input and output. uint8: the 328 crop goes to the model, which takes the region, divides by 255, "
+        "masks and returns the uint8 prediction (on a GPU all on the device, a quarter of the bytes); float: the host "
+        "does that work; auto: uint8 on a GPU, float on the CPU. Both give the same frames, bit for bit.",
+        choices=UNET_IO,
+        label="UNet input/output",
+    )
     codec: str = option(
         "h264",
         "Video codec: h264 (plays everywhere) or hevc (smaller files).",

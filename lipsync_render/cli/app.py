@@ -184,7 +184,7 @@ def features_command(
 
     options = SessionOptions(backend=backend, device=device)
     package = load_package(model, verify_checksums=False)
-    audio_encoder = get_backend(options.backend).load(package, AUDIO_ENCODER, options)
+    audio_encoder = get_backend(options.backend, options.device).load(package, AUDIO_ENCODER, options)
     spectrogram = melspectrogram(load_audio(audio))
     table = frame_features(encode(audio_encoder, encoder_windows(spectrogram)))
     inputs = (audio, *package.files)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import AUDIO_BLOCK_SHAPE, VIDEO_FPS, VISUAL_INPUT_SHAPE, ModelIO, read_model_io
+from lipsync_render.contract import VIDEO_FPS, ModelContract, ModelIO, read_model_io
 from lipsync_render.diagnostics.host import HostInfo, PeakRSS, host_info, max_rss_mb
 from lipsync_render.errors import LipsyncError
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
@@ -142,7 +142,7 @@ def run_bench(
     if frames is not None and audio is not None:
         raise LipsyncError("Give either a frame count or an audio file, not both.")
     say = on_progress or (lambda message: None)
-    resolved = session.resolve(get_backend(session.backend).planned_device(session.device))
+    resolved = session.resolve(get_backend(session.backend, session.device).planned_device(session.device))
     session = replace(session, workers=resolved.workers, threads=session.threads or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
         workdir = Path(tmp)
@@ -299,18 +299,27 @@ def set_efficiency(row: BenchRow, encode_fps: float | None) -> None:
 
 
 def unet_only_fps(unet: LoadedModel, batch_size: int, batches: int, seed: int = 0) -> float:
-    """UNet frames per second on random inputs of the batch shape: median of ``batches`` runs after one warm-up."""
-    rng = np.random.default_rng(seed)
-    visual = rng.random((batch_size, *VISUAL_INPUT_SHAPE), dtype=np.float32)
-    audio = rng.standard_normal((batch_size, *AUDIO_BLOCK_SHAPE), dtype=np.float32)
-    runner = unet
-    runner.run(visual, audio)
+    """UNet frames per second on random inputs of the batch shape (in the UNet's own input types: float inputs,
+    or uint8 crops): median of ``batches`` runs after one warm-up."""
+    inputs = random_inputs(unet.contract, batch_size, np.random.default_rng(seed))
+    unet.run(*inputs)
     seconds = []
     for _ in range(max(1, batches)):
         tick = time.perf_counter()
-        runner.run(visual, audio)
+        unet.run(*inputs)
         seconds.append(time.perf_counter() - tick)
     return batch_size / statistics.median(seconds)
+
+
+def random_inputs(contract: ModelContract, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One batch of random inputs for a model contract: uint8 pixels, or floats in [0, 1)."""
+    inputs = []
+    for index, shape in enumerate(contract.inputs):
+        if contract.input_dtype(index) == np.uint8:
+            inputs.append(rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8))
+        else:
+            inputs.append(rng.random((batch_size, *shape), dtype=np.float32))
+    return inputs
 
 
 def without_unet_fps(

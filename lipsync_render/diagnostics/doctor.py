@@ -66,6 +66,8 @@ class Check:
 
 def run_checks(models: list[str] | None = None, package_dirs: list[Path] | None = None) -> list[Check]:
     """Every check, in the order printed. ``models`` limits the package checks to these names or paths."""
+    from lipsync_render.diagnostics.torch_check import check_torch
+
     driver = cuda_driver_present()
     checks = [
         check_onnxruntime(),
@@ -74,6 +76,7 @@ def run_checks(models: list[str] | None = None, package_dirs: list[Path] | None 
         check_cuda_libraries(driver),
         check_cuda_provider(driver),
         check_tensorrt(driver),
+        check_torch(driver),
         check_pyav(),
         *(check_encoder(codec, driver) for codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc")),
     ]

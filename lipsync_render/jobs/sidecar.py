@@ -84,7 +84,7 @@ def is_done(job: Job, memo: dict | None = None) -> bool:
         resolved = resolved_session(job, memo)
         if resolved is None:
             return False
-        codec = resolved_choices(job.session.codec, job.session.video_encoder, resolved.backend)
+        codec = resolved_choices(job.session.codec, job.session.video_encoder, resolved.backend, resolved.device)
         expected = job_identity(job, checksum, *codec, resolved.precision)
         return all(record.get(key) == value for key, value in expected.items()) and record.get(
             "output_sha256"
@@ -115,19 +115,19 @@ def _auto_resolved(model: str, session):
     from lipsync_render.runtimes import get_backend
     from lipsync_render.runtimes.precision_choice import cached_choice
 
-    if get_backend(session.backend).planned_device(session.device) != "cpu":
+    if get_backend(session.backend, session.device).planned_device(session.device) != "cpu":
         return replace(session, precision="fp32")  # as Renderer resolves auto on a GPU
     choice = cached_choice(load_package(model, verify_checksums=False), session)
     return None if choice is None else replace(session, backend=choice.backend, precision=choice.precision)
 
 
 @functools.cache
-def resolved_choices(codec: str, video_encoder: str, backend: str) -> tuple[str, str]:
+def resolved_choices(codec: str, video_encoder: str, backend: str, device: str = "auto") -> tuple[str, str]:
     """The FFmpeg encoder and the backend a render would use here for these (possibly automatic) choices."""
     from lipsync_render.media.video import select_video_encoder
     from lipsync_render.runtimes import get_backend
 
-    return select_video_encoder(codec, video_encoder), get_backend(backend).name
+    return select_video_encoder(codec, video_encoder), get_backend(backend, device).name
 
 
 def recorded_results(job: Job) -> dict:

@@ -16,10 +16,10 @@ MASK_ROWS = slice(5, 310)  # cv2.rectangle((5, 5, 310, 305)) filled: rows 5..309
 MASK_COLS = slice(5, 315)
 
 
-def crop_328(frame: np.ndarray, rect) -> np.ndarray:
-    """The face crop resized to 328x328 with cubic interpolation (§5.3 steps 1-2)."""
+def crop_328(frame: np.ndarray, rect, out: np.ndarray | None = None) -> np.ndarray:
+    """The face crop resized to 328x328 with cubic interpolation (§5.3 steps 1-2), into ``out`` when given."""
     x1, y1, x2, y2 = (int(v) for v in rect)
-    return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), dst=out, interpolation=cv2.INTER_CUBIC)
 
 
 def visual_input(c328: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

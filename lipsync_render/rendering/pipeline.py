@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipsync_render.contract import VISUAL_INPUT_SHAPE, require_finite
+from lipsync_render.contract import CROP_INPUT_SHAPE, UNET_UINT8, VISUAL_INPUT_SHAPE, require_finite
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
@@ -81,6 +81,7 @@ class RenderRun:
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu_seconds: dict[str, float] = {}
         depth = 2
         self.batches: queue.Queue = queue.Queue(depth)
         self.predictions: queue.Queue = queue.Queue(depth)
@@ -126,7 +127,7 @@ class RenderRun:
             encoder.open(self.run_id, target, self.options)
             for thread in threads:
                 thread.start()
-            self._send_frames()
+            self._on_thread_cpu("send", self._send_frames)
             encoder.finish(self.run_id)
             collector.join()
             if self.failure is not None:
@@ -159,6 +160,7 @@ class RenderRun:
             fps=self.frame_count / total if total > 0 else 0.0,
             first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
+            cpu_seconds={k: round(v, 4) for k, v in self.cpu_seconds.items()},
             backend=self.renderer.backend.name,
             precision=self.renderer.options.precision,
             precision_choice=choice.describe() if (choice := self.renderer.precision_choice) else None,
@@ -178,11 +180,19 @@ class RenderRun:
         table_rows = features.encoder_window_count(mel_frame_count(self.audio.sample_count)) + 2
         return FeatureStream(table_rows, ring_rows(self.renderer.options.batch_size))
 
+    def _on_thread_cpu(self, name: str, stage: Callable[[], None]) -> None:
+        """Run a stage, adding the CPU seconds its thread spent to ``cpu_seconds[name]``."""
+        start = time.thread_time()
+        try:
+            stage()
+        finally:
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.thread_time() - start
+
     def _guard(self, stage: Callable[[], None]) -> None:
         """Run a stage; the first failure cancels every other stage."""
         leave_signals_to_the_main_thread()
         try:
-            stage()
+            self._on_thread_cpu(stage.__name__.strip("_").replace("extract_features", "features"), stage)
         except Cancelled:
             pass
         except BaseException as exc:
@@ -216,14 +226,19 @@ class RenderRun:
         self.seconds["audio"] += time.perf_counter() - tick
 
     def _prepare(self) -> None:
-        rects = self.package.rects
+        """The UNet's inputs per batch: uint8 328 crops for a uint8 UNet (no float work here), else float inputs."""
+        rects, frames = self.package.rects, self.package.frames
+        uint8 = self.renderer.unet.contract is UNET_UINT8
+        shape, dtype = (CROP_INPUT_SHAPE, np.uint8) if uint8 else (VISUAL_INPUT_SHAPE, np.float32)
         for batch in self._batches():
             rendered = batch.rendered
             audio = self.stream.blocks(rendered, self.cancel)
             tick = time.perf_counter()
-            visual = np.empty((len(rendered), *VISUAL_INPUT_SHAPE), np.float32)
+            visual = np.empty((len(rendered), *shape), dtype)
             for row, index in enumerate(self.schedule[rendered]):
-                visual_input(crop_328(*self.package.frames.rect_pixels(index, rects[index])), out=visual[row])
+                crop = crop_328(*frames.rect_pixels(index, rects[index]), out=visual[row] if uint8 else None)
+                if not uint8:
+                    visual_input(crop, out=visual[row])
             self.seconds["prepare"] += time.perf_counter() - tick
             self._put(self.batches, (batch, visual, audio))
         self.stream.stop_reading()
@@ -237,8 +252,11 @@ class RenderRun:
             if len(visual):
                 tick = time.perf_counter()
                 unet = self.renderer.unet
-                output = require_finite(unet.run(visual, audio), unet.contract, unet.path)
-                predictions = prediction_to_uint8(output)
+                if unet.contract is UNET_UINT8:
+                    predictions = unet.run(visual, audio)  # checks its own output for NaN
+                else:
+                    output = require_finite(unet.run(visual, audio), unet.contract, unet.path)
+                    predictions = prediction_to_uint8(output)
                 self.seconds["inference"] += time.perf_counter() - tick
             self._put(self.predictions, (batch, predictions))
         self._put(self.predictions, None)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from lipsync_render.contract import AUDIO_ENCODER, UNET
+from lipsync_render.contract import AUDIO_ENCODER, UNET, UNET_UINT8, ModelContract
 from lipsync_render.errors import DeviceError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.video import select_video_encoder
@@ -24,9 +24,10 @@ from lipsync_render.rendering.pipeline import RenderRun
 from lipsync_render.rendering.result import RenderResult
 from lipsync_render.rendering.scheduling import call_at_low_priority, call_on_helper_thread, quick_gil_handoff
 from lipsync_render.runtimes import get_backend
-from lipsync_render.runtimes.precision_choice import choose_precision
+from lipsync_render.runtimes.precision_choice import CANDIDATES, choose_precision
 
 log = logging.getLogger(__name__)
+MEASURED_BACKENDS = frozenset(CANDIDATES)  # the backends --precision auto measures on the CPU
 
 
 class Renderer:
@@ -42,7 +43,7 @@ class Renderer:
         self.package = model if isinstance(model, Package) else load_package(model)
         self.precision_choice = None
         self.requested = self._fixed_precision(options or SessionOptions())
-        self.backend = get_backend(self.requested.backend)
+        self.backend = get_backend(self.requested.backend, self.requested.device)
         self.planned_device = self.backend.planned_device(self.requested.device)
         self.options = self.requested.resolve(self.planned_device)
         self.renders = 0
@@ -59,10 +60,12 @@ class Renderer:
         self.load_seconds = time.perf_counter() - start
 
     def _fixed_precision(self, requested: SessionOptions) -> SessionOptions:
-        """``--precision auto``: on the CPU the measured choice of backend and precision, on a GPU fp32."""
+        """``--precision auto``: on the CPU the measured choice of backend and precision, on a GPU fp32 (and fp32
+        for a backend the measurement does not cover, such as torch: it never moves a render to another backend)."""
         if requested.precision != "auto":
             return requested
-        if get_backend(requested.backend).planned_device(requested.device) != "cpu":
+        backend = get_backend(requested.backend, requested.device)
+        if backend.planned_device(requested.device) != "cpu" or backend.name not in MEASURED_BACKENDS:
             return replace(requested, precision="fp32")
         self.precision_choice = call_at_low_priority(choose_precision, self.package, requested, log.info)
         return replace(requested, backend=self.precision_choice.backend, precision=self.precision_choice.precision)
@@ -82,14 +85,15 @@ class Renderer:
             if (self.options.batch_size, self.options.workers) != (planned.batch_size, planned.workers):
                 self.close()  # sized for a GPU that is not there: resize the pool and ring, reload at the CPU batch
                 self._start_helpers()
-                self.unet = self._load_unet(self.options)
+                self.unet = self._load_unet(self.options, self.unet.device)
         self.video_codec = select_video_encoder(self.options.codec, self.options.video_encoder, *self.output_size)
         self.audio_encoder = call_on_helper_thread(self.backend.load, self.package, AUDIO_ENCODER, self.options)
 
-    def _load_unet(self, options: SessionOptions):
+    def _load_unet(self, options: SessionOptions, device_kind: str | None = None):
         """The UNet, its threads at low priority; on a GPU warmed up now (engine builds, autotuning, graph capture),
         not mid-render. A GPU that fails there under ``--device auto`` gives way to the CPU, and says so."""
-        unet = call_at_low_priority(self.backend.load, self.package, UNET, options)
+        contract = self._unet_contract(options.unet_io, device_kind or self.planned_device)
+        unet = call_at_low_priority(self.backend.load, self.package, contract, options)
         if unet.device == "cpu":
             return unet
         try:
@@ -98,8 +102,20 @@ class Renderer:
             if self.requested.device != "auto":
                 raise
             log.warning("%s Rendering on the CPU with CPU settings instead.", exc)
-            return call_at_low_priority(self.backend.load, self.package, UNET, replace(options, device="cpu"))
+            contract = self._unet_contract(options.unet_io, "cpu")
+            return call_at_low_priority(self.backend.load, self.package, contract, replace(options, device="cpu"))
         return unet
+
+    def _unet_contract(self, unet_io: str, device_kind: str) -> ModelContract:
+        """``UNET_UINT8`` (crops in, uint8 predictions out) or the float ``UNET``, as ``--unet-io`` asks;
+        ``auto`` takes uint8 on a GPU where the backend can."""
+        can = self.backend.uint8_unet(device_kind)
+        if unet_io == "uint8" and not can:
+            raise DeviceError(
+                f"The {self.backend.name} backend cannot take uint8 crops on {device_kind}; use --unet-io float."
+            )
+        uint8 = unet_io == "uint8" or (unet_io == "auto" and can and device_kind != "cpu")
+        return UNET_UINT8 if uint8 else UNET
 
     @property
     def output_size(self) -> tuple[int, int]:

@@ -20,6 +20,8 @@ class RenderResult:
     fps: float = 0.0
     first_frame_seconds: float = 0.0  # from the render call to the first encoded frame
     seconds: dict[str, float] = field(default_factory=dict)  # busy seconds per stage, and "total" wall seconds
+    # CPU seconds of each pipeline thread of this process (features, prepare, inference, dispatch, send, collect)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     backend: str = ""  # the inference runtime used
     precision: str = ""  # the UNet precision used (what --precision auto chose)
     precision_choice: str | None = None  # with --precision auto: the choice and its PSNR and speed

@@ -30,7 +30,8 @@ class LoadedModel(Protocol):
     io_on_device: bool  # inputs and outputs go through device buffers bound once, not fresh host copies
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
-        """The model's first output (n, *contract.output) float32 for n samples of each input, any n."""
+        """The model's first output (n, *contract.output) for n samples of each input, any n, in the contract's
+        dtypes (float32, or for ``UNET_UINT8`` uint8 crops in and uint8 predictions out)."""
         ...
 
     def warm_up(self) -> None:
@@ -49,6 +50,10 @@ class Backend(Protocol):
 
     def planned_device(self, device: str) -> str:
         """The device kind ('cpu', 'cuda', 'tensorrt') a request will run on if the models load there."""
+        ...
+
+    def uint8_unet(self, device_kind: str) -> bool:
+        """Whether ``load`` takes ``contract.UNET_UINT8`` (uint8 crops in, uint8 predictions out) on that device."""
         ...
 
     def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> LoadedModel:

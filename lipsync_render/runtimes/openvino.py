@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipsync_render.contract import UNET, ModelContract
+from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
 from lipsync_render.errors import DeviceError
 from lipsync_render.runtimes.devices import DeviceRequest
 
@@ -90,8 +90,14 @@ class OpenVinoBackend:
     def planned_device(self, device: str) -> str:
         return "cpu"
 
+    def uint8_unet(self, device_kind: str) -> bool:
+        return False
+
     def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> OpenVinoModel:
         import openvino as ov
+
+        if contract is UNET_UINT8:
+            raise DeviceError("The openvino backend takes the float UNet input only; use --unet-io float.")
 
         if DeviceRequest.parse(options.device).kind not in ("auto", "cpu"):
             raise DeviceError(f"The openvino backend runs on the CPU; it cannot use --device {options.device}.")

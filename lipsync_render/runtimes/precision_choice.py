@@ -26,7 +26,6 @@ from lipsync_render.options import SessionOptions
 from lipsync_render.package import Package
 from lipsync_render.runtimes import get_backend
 from lipsync_render.runtimes.calibration import calibration_inputs, psnr
-from lipsync_render.runtimes.registry import BACKENDS
 
 GATE_DB = 45.0
 REFERENCE = ("onnxruntime", "fp32")
@@ -154,7 +153,7 @@ def _ms_per_frame(model, visual: np.ndarray, audio: np.ndarray) -> float:
 def choice_key(package: Package, options: SessionOptions) -> str:
     """Package, host, threads and every backend's version: change any and the choice is measured again."""
     versions = []
-    for name in BACKENDS:
+    for name in CANDIDATES:  # the backends measured (not torch: importing it takes seconds and it is not a candidate)
         try:  # each backend is named after its Python package
             versions.append(f"{name}={getattr(importlib.import_module(name), '__version__', '?')}")
         except ImportError:

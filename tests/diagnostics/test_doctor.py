@@ -85,3 +85,16 @@ def test_cli_exit_codes(tiny_package, tmp_path):
     lines = bad.stdout.splitlines()
     failed = next(i for i, line in enumerate(lines) if line.startswith("fail") and "package broken" in line)
     assert lines[failed + 1].strip().startswith("fix: ")
+
+
+def test_torch_line_says_whether_the_backend_can_run(monkeypatch):
+    from lipsync_render.diagnostics import torch_check
+
+    monkeypatch.setattr(torch_check.importlib.util, "find_spec", lambda name: None)
+    assert "not installed" in torch_check.check_torch(driver=False).detail
+    monkeypatch.setattr(torch_check.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(torch_check, "probe_torch", lambda: {"version": "2.9", "cuda": "13.0", "gpus": []})
+    check = torch_check.check_torch(driver=True)
+    assert check.status == "warn" and check.fix
+    monkeypatch.setattr(torch_check, "probe_torch", lambda: {"version": "2.9", "cuda": "13.0", "gpus": ["NVIDIA H200"]})
+    assert "NVIDIA H200" in torch_check.check_torch(driver=True).detail

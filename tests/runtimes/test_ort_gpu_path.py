@@ -185,12 +185,12 @@ def test_auto_retries_on_the_cpu_after_a_gpu_warm_up_failure(tiny_package, monke
 
     def load(package, contract, options):
         loads.append(options.device)
-        if contract is UNET and options.device != "cpu":  # "runs" on the GPU: the CPU model, failing its warm-up
+        if contract.key == UNET.key and options.device != "cpu":  # "runs" on the GPU: the CPU model, failing warm-up
             return _GpuThatFailsWarmUp(real_load(package, contract, replace(options, device="cpu")))
         return real_load(package, contract, options)
 
     monkeypatch.setattr(BACKEND, "load", load)
-    monkeypatch.setattr(BACKEND, "planned_device", lambda device: "cuda" if device == "auto" else "cpu")
+    monkeypatch.setattr(BACKEND, "planned_device", lambda device: "cpu" if device == "cpu" else "cuda")
     with Renderer(tiny_package, SessionOptions()) as renderer:
         assert renderer.unet.device == "cpu" and renderer.options.device == "cpu"
         assert renderer.options.batch_size == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lipsync_render.contract import UNET, ModelContract
+from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
 from lipsync_render.errors import DeviceError
 from lipsync_render.runtimes.ort.runner import OrtModel
 from lipsync_render.runtimes.ort.sessions import (
@@ -37,8 +37,12 @@ class OnnxRuntimeBackend:
     def planned_device(self, device: str) -> str:
         return planned_device(device)
 
+    def uint8_unet(self, device_kind: str) -> bool:
+        """The uint8 wrapper runs on the CPU and CUDA providers; TensorRT keeps the plain float graph."""
+        return device_kind in ("cpu", "cuda")
+
     def load(self, package: Package, contract: ModelContract, options: SessionOptions) -> OrtModel:
-        if contract is not UNET:  # the audio encoder is light: one thread, fp32, plain runs
+        if contract.key != UNET.key:  # the audio encoder is light: one thread, fp32, plain runs
             session = make_session(package.audio_encoder_path, audio_encoder_device(options.device), 1)
             return OrtModel(session, contract, AUDIO_ENCODER_BATCH, bind_buffers=False, path=package.audio_encoder_path)
         from lipsync_render.runtimes.ort.variants import engine_cache_dir, unet_for_precision
@@ -54,6 +58,14 @@ class OnnxRuntimeBackend:
         # TensorRT builds its own fp16 engine from the fp32 graph; the other providers run a converted model.
         on_tensorrt = device == "tensorrt"
         path = package.unet_path if on_tensorrt else unet_for_precision(package, options.precision)
+        if contract is UNET_UINT8:
+            if not self.uint8_unet(device):
+                raise DeviceError(
+                    "ONNX Runtime takes uint8 crops on the CPU and CUDA, not TensorRT; use --unet-io float."
+                )
+            from lipsync_render.runtimes.ort.uint8_io import uint8_unet
+
+            path = uint8_unet(package, path)
         session = make_session(
             path,
             options.device,

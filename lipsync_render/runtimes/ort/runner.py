@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import ModelContract
+from lipsync_render.contract import ModelContract, require_finite
 from lipsync_render.errors import DeviceError
 from lipsync_render.runtimes.ort.sessions import CUDA, TENSORRT, execution_device
+from lipsync_render.runtimes.ort.uint8_io import CHECKSUM
 
 
 class OrtModel:
@@ -32,7 +33,10 @@ class OrtModel:
         self.contract = contract
         self.path = path
         self.input_names = [i.name for i in session.get_inputs()]
-        self.output_name = session.get_outputs()[0].name
+        outputs = [o.name for o in session.get_outputs()]
+        self.output_name = outputs[0]
+        # the uint8 wrapper's second output: the float output's sum, NaN when the model is broken
+        self.checksum_name = CHECKSUM if CHECKSUM in outputs else None
         fixed = session.get_inputs()[0].shape[0]
         self.model_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
         self.batch_size = self.model_batch or batch_size
@@ -50,20 +54,26 @@ class OrtModel:
         import onnxruntime as ort
 
         device, index = device_of(self.session)
-        shapes = [(self.batch_size, *shape) for shape in (*self.contract.inputs, self.contract.output)]
-        values = [ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, index) for shape in shapes]
+        contract = self.contract
+        specs = [((self.batch_size, *shape), contract.input_dtype(i)) for i, shape in enumerate(contract.inputs)]
+        specs.append(((self.batch_size, *contract.output), np.dtype(contract.output_dtype)))
+        values = [ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, device, index) for shape, dtype in specs]
         binding = self.session.io_binding()
         for name, value in zip(self.input_names, values):
             binding.bind_ortvalue_input(name, value)
         binding.bind_ortvalue_output(self.output_name, values[-1])
+        if self.checksum_name is not None:
+            values.append(ort.OrtValue.ortvalue_from_shape_and_type((), np.float32, device, index))
+            binding.bind_ortvalue_output(self.checksum_name, values[-1])
         return binding, values
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
-        """The first output (n, *contract.output) float32 for n samples of each input."""
+        """The first output (n, *contract.output), in the contract's dtype, for n samples of each input."""
         n = len(inputs[0])
+        inputs = [np.ascontiguousarray(x, self.contract.input_dtype(i)) for i, x in enumerate(inputs)]
         if not self.constant_shape and n <= self.batch_size:
             return self._run_once(inputs, n)
-        result = np.empty((n, *self.contract.output), np.float32)
+        result = np.empty((n, *self.contract.output), self.contract.output_dtype)
         for first in range(0, n, self.batch_size):
             chunk = [x[first : first + self.batch_size] for x in inputs]
             count = len(chunk[0])
@@ -74,19 +84,25 @@ class OrtModel:
 
     def _run_once(self, inputs, n: int) -> np.ndarray:
         if self.binding is None:
-            feeds = {name: np.ascontiguousarray(x, dtype=np.float32) for name, x in zip(self.input_names, inputs)}
-            output = self.session.run([self.output_name], feeds)[0]
-            return np.asarray(output, np.float32).reshape(n, *self.contract.output)
-        for buffer, x in zip(self.buffers, inputs):
-            buffer.update_inplace(x)
-        self.session.run_with_iobinding(self.binding)
-        return self.buffers[-1].numpy()
+            names = [self.output_name] if self.checksum_name is None else [self.output_name, self.checksum_name]
+            outputs = self.session.run(names, dict(zip(self.input_names, inputs)))
+            output = outputs[0]
+            checksum = outputs[1] if self.checksum_name else None
+        else:
+            for buffer, x in zip(self.buffers, inputs):
+                buffer.update_inplace(x)
+            self.session.run_with_iobinding(self.binding)
+            output = self.buffers[len(self.contract.inputs)].numpy()
+            checksum = self.buffers[-1].numpy() if self.checksum_name else None
+        if checksum is not None:
+            require_finite(np.asarray(checksum, np.float32).reshape(1), self.contract, self.path)
+        return np.asarray(output, self.contract.output_dtype).reshape(n, *self.contract.output)
 
     def warm_up(self) -> None:
         """One full-size run on zeros: allocation, kernel choice, TensorRT engine builds and graph capture happen
         now; what fails here (a missing cuDNN, too little GPU memory, a capture error) is one DeviceError sentence."""
         try:
-            self.run(*(np.zeros((self.batch_size, *shape), np.float32) for shape in self.contract.inputs))
+            self.run(*self.contract.zeros(self.batch_size))
         except Exception as exc:  # ONNX Runtime raises its own Fail/RuntimeException types
             raise DeviceError(warm_up_failure(exc, self.contract.label, self.device, self.batch_size)) from None
 
@@ -107,11 +123,11 @@ def warm_up_failure(exc: Exception, label: str, device: str, batch_size: int) ->
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:
-    """A C-contiguous float32 batch of exactly ``size`` rows (zeros appended)."""
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    """A C-contiguous batch of exactly ``size`` rows (zeros appended)."""
+    batch = np.ascontiguousarray(batch)
     if len(batch) == size:
         return batch
-    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), np.float32)])
+    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
 
 
 def device_of(session) -> tuple[str, int]:

@@ -33,7 +33,7 @@ def unet_for_precision(package: Package, precision: str) -> Path:
     target = cache_dir(package) / f"unet.{precision}.v{RECIPE_VERSION}.{digest}.onnx"
     if not target.exists():
         build = quantize_int8 if precision == "int8" else convert_fp16
-        _write_atomically(target, lambda tmp: build(package, tmp))
+        write_atomically(target, lambda tmp: build(package, tmp))
     return target
 
 
@@ -102,7 +102,7 @@ def ort_version() -> str:
     return onnxruntime.__version__
 
 
-def _write_atomically(target: Path, build) -> None:
+def write_atomically(target: Path, build) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
         tmp = Path(scratch) / target.name
         build(tmp)
