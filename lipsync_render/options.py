@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from lipsync_render.errors import OptionError
+from lipsync_render.option_values import (
+    BLEND_PATTERN,
+    FEATHER_PIXELS,
+    FEATHER_RANGE,
+    SIZE_PATTERN,
+    feather_problem,
+    size_problem,
+)
 from lipsync_render.runtimes.registry import BACKEND_CHOICES
 
 CLI, JOBS, BENCH = "cli", "jobs", "bench"  # where an option can be set: flags, manifest columns, bench flags
@@ -28,11 +36,6 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 VIDEO_CODECS = ("h264", "hevc")
 VIDEO_ENCODERS = ("auto", "software", "nvenc")
-SIZE_PATTERN = r"(\d{1,5})x(\d{1,5})"
-MIN_SIDE, MAX_SIDE = 16, 4096
-BLEND_PATTERN = r"hard|feather(:\d+)?"
-FEATHER_PIXELS = 16  # --blend feather's ramp width on the 320-pixel model region (README: chosen by looking)
-FEATHER_RANGE = (1, 64)  # a ramp wider than a fifth of the region would fade the mouth itself
 UNET_IO = ("auto", "uint8", "float")
 MAX_START_FRAME = 10**9  # the loop is periodic, so a phase never needs more than twice a package's frames
 X264_PRESETS = (
@@ -65,21 +68,6 @@ class OptionSpec:
     aliases: tuple[str, ...] = ()  # other manifest column names
     surfaces: frozenset[str] = EVERYWHERE  # where it can be set besides the Python API
     check: Callable[[Any], str | None] | None = None  # a further rule: the problem as a clause, or None
-
-
-def feather_pixels(blend: str) -> int:
-    """The ramp width in pixels of a ``--blend`` value: 0 for hard, FEATHER_PIXELS for a bare ``feather``."""
-    kind, _, pixels = blend.lower().partition(":")
-    if kind == "hard":
-        return 0
-    return int(pixels) if pixels else FEATHER_PIXELS
-
-
-def _feather_problem(blend: str) -> str | None:
-    low, high = FEATHER_RANGE
-    if blend.lower() != "hard" and not low <= feather_pixels(blend) <= high:
-        return f"needs a feather width of {low} to {high} pixels"
-    return None
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -163,7 +151,7 @@ class SessionOptions(_Checked):
         metavar="WxH",
         changes_output=True,
         label="Output size",
-        check=lambda value: _size_problem(value),
+        check=size_problem,
     )
     encoder_threads: int | None = option(
         None,
@@ -247,7 +235,7 @@ class RenderOptions(_Checked):
         pattern=BLEND_PATTERN,
         metavar="hard|feather[:PX]",
         changes_output=True,
-        check=_feather_problem,
+        check=feather_problem,
     )
     silence: str = option(
         "keep",
@@ -338,19 +326,6 @@ def check_value(name: str, value: Any) -> None:
         raise OptionError(f"{label} must be {bounds} (got {value}).")
     if spec.check is not None and (problem := spec.check(value)):
         raise OptionError(f"{label} {problem} (got '{value}').")
-
-
-def frame_size(value: str) -> tuple[int, int]:
-    """A WxH option value as (width, height)."""
-    width, height = re.fullmatch(SIZE_PATTERN, value, re.IGNORECASE).groups()
-    return int(width), int(height)
-
-
-def _size_problem(value: str) -> str | None:
-    width, height = frame_size(value)
-    if not all(MIN_SIDE <= side <= MAX_SIDE and side % 2 == 0 for side in (width, height)):
-        return f"needs an even width and height from {MIN_SIDE} to {MAX_SIDE}"
-    return None
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")

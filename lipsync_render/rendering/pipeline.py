@@ -34,7 +34,8 @@ from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
 from lipsync_render.media.video import SOFTWARE_ENCODERS, VideoTarget, software_encoder
-from lipsync_render.options import RenderOptions, feather_pixels
+from lipsync_render.option_values import feather_pixels
+from lipsync_render.options import RenderOptions
 from lipsync_render.paths import replaceable_problem
 from lipsync_render.rendering import cancellation, features, silence
 from lipsync_render.rendering.batches import Batch, plan_batches

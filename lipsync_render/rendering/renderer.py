@@ -13,7 +13,8 @@ from lipsync_render.contract import AUDIO_ENCODER, UNET, UNET_UINT8, ModelContra
 from lipsync_render.errors import DeviceError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.video import select_video_encoder
-from lipsync_render.options import RenderOptions, SessionOptions, frame_size, split_options
+from lipsync_render.option_values import frame_size
+from lipsync_render.options import RenderOptions, SessionOptions, split_options
 from lipsync_render.package import Package, load_package
 from lipsync_render.paths import replaceable_problem
 from lipsync_render.rendering.child_process import refuse_in_a_starting_helper
