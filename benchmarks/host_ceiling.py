@@ -85,14 +85,15 @@ def process_cpu(pid: int) -> float:
 
 
 def compositing_split(package, frames: int) -> dict[str, float]:
-    """Single-thread CPU ms per frame of paste-back and of BGR->I420, on the package's frames."""
-    import cv2
-
+    """Single-thread CPU ms per frame of paste-back and of BGR->I420 (the compositor's BT.709 conversion), on the
+    package's frames."""
+    from lipsync_render.media.colour import BT709Converter
     from lipsync_render.rendering.geometry import composite_frame
 
     rng = np.random.default_rng(0)
     prediction = rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)
     scratch = np.empty((package.height, package.width, 3), np.uint8)
+    converter = BT709Converter(package.width, package.height)
     i420 = np.empty((package.height * 3 // 2, package.width), np.uint8)
     paste = convert = 0.0
     for number in range(frames):
@@ -100,7 +101,7 @@ def compositing_split(package, frames: int) -> dict[str, float]:
         tick = time.thread_time()
         composite_frame(np.asarray(package.frames[index]), package.rects[index], prediction, out=scratch)
         middle = time.thread_time()
-        cv2.cvtColor(scratch, cv2.COLOR_BGR2YUV_I420, dst=i420)
+        converter.convert(scratch, out=i420)
         paste, convert = paste + middle - tick, convert + time.thread_time() - middle
     return {"paste_back": 1000 * paste / frames, "bgr_to_i420": 1000 * convert / frames}
 

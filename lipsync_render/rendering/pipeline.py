@@ -102,12 +102,13 @@ class RenderRun:
         if self.frame_output.directory is not None:
             self.frame_output.directory.mkdir(parents=True, exist_ok=True)
         partial = partial_path(self.output_path)
-        threads = [
-            threading.Thread(target=self._guard, args=(stage,), name=stage.__name__, daemon=True)
-            for stage in (self._prepare, self._infer, self._dispatch, self._collect)
-        ]
+        stages = {"prepare": self._prepare, "infer": self._infer, "dispatch": self._dispatch, "collect": self._collect}
         if self.options.features == "audio":
-            threads.insert(0, threading.Thread(target=self._guard, args=(self._extract_features,), daemon=True))
+            stages = {"features": self._extract_features, **stages}
+        threads = [
+            threading.Thread(target=self._guard, args=(name, stage), name=name, daemon=True)
+            for name, stage in stages.items()
+        ]
         encoder, collector = self.renderer.video_encoder, threads[-1]
         codec = self.renderer.video_codec
         target = VideoTarget(
@@ -189,11 +190,11 @@ class RenderRun:
         finally:
             self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.thread_time() - start
 
-    def _guard(self, stage: Callable[[], None]) -> None:
+    def _guard(self, name: str, stage: Callable[[], None]) -> None:
         """Run a stage; the first failure cancels every other stage."""
         leave_signals_to_the_main_thread()
         try:
-            self._on_thread_cpu(stage.__name__.strip("_").replace("extract_features", "features"), stage)
+            self._on_thread_cpu(name, stage)
         except Cancelled:
             pass
         except BaseException as exc:
