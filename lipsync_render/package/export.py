@@ -9,13 +9,14 @@ PyTorch is an optional extra (``pip install 'lipsync-render[export]'``), importe
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
-from lipsync_render.errors import LipsyncError, PackageError
+from lipsync_render.errors import LipsyncError, OptionError, PackageError
 from lipsync_render.package.parity import UNCHECKED, Parity, parity
 from lipsync_render.paths import honour_umask
 
@@ -380,6 +381,8 @@ def export_onnx(
         raise PackageError(
             "Nothing to export: give a UNet checkpoint (--unet) and/or an encoder checkpoint (--encoder)."
         )
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
+        raise OptionError(f"--parity-tolerance must be a finite number of at least 0 (got {tolerance}).")
     out_dir = Path(out_dir).expanduser()
     results = {}
     if unet is not None:

@@ -634,3 +634,11 @@ def test_export_refused_by_parity_names_the_override(tmp_path):
     assert result.exit_code == 4 and "Traceback" not in result.output
     assert "float64" in result.output and "--parity-tolerance" in result.output
     assert not (tmp_path / "strict" / "unet.onnx").exists()
+
+
+@pytest.mark.parametrize("tolerance", ["inf", "nan", "-1"])
+def test_export_parity_tolerance_must_be_a_finite_non_negative_number(tmp_path, tolerance):
+    args = ["package", "export-onnx", "--unet", str(tmp_path / "u.pth"), "-o", str(tmp_path / "x")]
+    result = CliRunner().invoke(app, [*args, f"--parity-tolerance={tolerance}"])
+    assert result.exit_code == 2 and "--parity-tolerance" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
