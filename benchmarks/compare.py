@@ -28,8 +28,8 @@ import numpy as np
 from lipsync_render.diagnostics import bench, bench_report
 from lipsync_render.media.video import read_frames_bgr
 from lipsync_render.options import RenderOptions, SessionOptions
+from lipsync_render.planning.session_plan import device_settings
 from lipsync_render.rendering.renderer import Renderer
-from lipsync_render.runtimes import get_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_baseline import STAGES as NAIVE_STAGES
@@ -255,8 +255,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-check", dest="check", action="store_false", help="Skip the output PSNR check.")
     parser.add_argument("--save", type=Path, help="Also write both results as JSON to this file.")
     args = parser.parse_args(argv)
-    automatic = SessionOptions(device=args.device, precision=args.precision)
-    automatic = automatic.resolve(get_backend(automatic.backend).planned_device(args.device))
+    automatic = device_settings(SessionOptions(device=args.device, precision=args.precision))
     args.batch_size = args.batch_size or automatic.batch_size
     args.workers = automatic.workers if args.workers is None else args.workers
     return args

@@ -133,7 +133,7 @@ def measure(model: str, frames: int, repeat: int) -> dict:
         with Renderer(package, options) as renderer:
             renderer.render(wav, Path(tmp) / "warm.mp4")  # warm-up: caches, x264 and pool start-up
             workers = sorted(renderer.pool.executor._processes)  # the compositing processes
-            encoder = renderer.video_encoder.process.pid
+            encoder = renderer.encoder_process.process.pid
             for _ in range(repeat):
                 pids = [os.getpid(), *workers, encoder]
                 before = {pid: process_cpu(pid) for pid in pids}
@@ -165,7 +165,7 @@ def measure(model: str, frames: int, repeat: int) -> dict:
         "host_ms_per_frame": sum(v for k, v in cpu.items() if k != "infer"),
         "busiest_thread": name,
         "busiest_thread_ms": busiest[name],
-        "video_codec": result.video_codec,
+        "video_encoder": result.video_encoder,
     }
 
 

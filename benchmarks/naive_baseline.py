@@ -32,7 +32,6 @@ import numpy as np
 from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
 from lipsync_render.media.video import VideoTarget, VideoWriter
-from lipsync_render.options import RenderOptions
 from lipsync_render.package import Package, load_package
 from lipsync_render.rendering.features import audio_features, frame_block, frame_count_for_audio
 from lipsync_render.rendering.frame_order import frame_schedule
@@ -134,8 +133,10 @@ class NaiveRenderer:
     def _encode(self, intermediate: Path, audio_path: Path, output: Path) -> None:
         """Decode the MJPG intermediate and encode H.264 + AAC in one pass."""
         package = self.package
-        target = VideoTarget(output, package.width, package.height, package.fps, audio_path, self.codec)
-        writer = VideoWriter(target, RenderOptions(crf=self.crf, preset=self.preset))
+        target = VideoTarget(
+            output, package.width, package.height, package.fps, audio_path, self.codec, crf=self.crf, preset=self.preset
+        )
+        writer = VideoWriter(target)
         try:
             with av.open(str(intermediate)) as container:
                 for frame in container.decode(video=0):

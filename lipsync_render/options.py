@@ -2,24 +2,34 @@
 
 Options live in two dataclasses by scope. ``SessionOptions`` are fixed when a :class:`Renderer` loads its models,
 compositing pool and video encoder; ``RenderOptions`` may change from one render to the next and are passed to
-``Renderer.render``. Each field carries an :class:`OptionSpec`; the CLI flags, the ``render-many`` manifest
-columns, bench's flags, the sidecar's output-affecting set and validation are all derived from these specs, so
-a new option is one field here. Values are checked when an options object is made (OptionError, exit 2), before
-anything loads.
+``Renderer.render``. Each field carries an :class:`OptionSpec` (``option_schema``); the CLI flags, the
+``render-many`` manifest columns, bench's flags, the sidecar's output-affecting set and validation are all derived
+from these specs, so a new option is one field here. Values are checked when an options object is made
+(OptionError, exit 2), before anything loads. What ``auto`` becomes on a machine is the session plan's business
+(``planning.session_plan``), never this module's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lipsync_render.errors import OptionError
+from lipsync_render.option_schema import (
+    BENCH,
+    CLI,
+    EVERYWHERE,
+    JOBS,
+    Checked,
+    Option,
+    OptionSpec,
+    check,
+    declared_options,
+    option,
+    parse,
+)
 from lipsync_render.option_values import (
     BLEND_PATTERN,
     FEATHER_PIXELS,
@@ -28,10 +38,9 @@ from lipsync_render.option_values import (
     feather_problem,
     size_problem,
 )
-from lipsync_render.runtimes.registry import BACKEND_CHOICES
 
-CLI, JOBS, BENCH = "cli", "jobs", "bench"  # where an option can be set: flags, manifest columns, bench flags
-EVERYWHERE = frozenset({CLI, JOBS, BENCH})
+BACKEND_NAMES = ("onnxruntime", "openvino", "torch")  # most preferred first; runtimes.registry maps each to a module
+BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 VIDEO_CODECS = ("h264", "hevc")
@@ -50,41 +59,27 @@ X264_PRESETS = (
     "veryslow",
     "placebo",
 )
+__all__ = [
+    "BENCH",
+    "CLI",
+    "EVERYWHERE",
+    "JOBS",
+    "OPTIONS",
+    "OUTPUT_OPTIONS",
+    "Option",
+    "OptionSpec",
+    "RenderOptions",
+    "SessionOptions",
+    "check_value",
+    "options_for",
+    "output_affecting",
+    "parse_value",
+    "split_options",
+]
 
 
 @dataclass(frozen=True)
-class OptionSpec:
-    """What an option may hold and where it appears; the name, type and default come from its dataclass field."""
-
-    help: str
-    choices: tuple[str, ...] | None = None
-    minimum: int | None = None
-    maximum: int | None = None
-    pattern: str | None = None  # a regular expression the whole value must match (ignoring case)
-    metavar: str | None = None
-    label: str | None = None  # how sentences name it; default: the name in words ("batch size")
-    changes_output: bool = False  # a finished output made with another value is stale (sidecar check)
-    flags: tuple[str, ...] = ()  # CLI flags; default --name-with-dashes
-    aliases: tuple[str, ...] = ()  # other manifest column names
-    surfaces: frozenset[str] = EVERYWHERE  # where it can be set besides the Python API
-    check: Callable[[Any], str | None] | None = None  # a further rule: the problem as a clause, or None
-
-
-def option(default: Any, help: str, **spec: Any) -> Any:
-    """A dataclass field with its spec."""
-    return field(default=default, metadata={"spec": OptionSpec(help, **spec)})
-
-
-class _Checked:
-    """Validates every field against its spec when the object is made (and on ``dataclasses.replace``)."""
-
-    def __post_init__(self) -> None:
-        for option_field in dataclasses.fields(self):
-            check_value(option_field.name, getattr(self, option_field.name))
-
-
-@dataclass(frozen=True)
-class SessionOptions(_Checked):
+class SessionOptions(Checked):
     """Options fixed when a Renderer loads: runtime, device, precision and the shape of the pipeline."""
 
     backend: str = option(
@@ -161,30 +156,9 @@ class SessionOptions(_Checked):
         surfaces=frozenset(),
     )
 
-    def resolve(self, device_kind: str) -> SessionOptions:
-        """A copy with the automatic settings filled in for a device kind ('cpu', 'cuda', 'tensorrt').
-
-        On the CPU the UNet's cost per frame is flat from batch 1 to 25 while its activations grow with the
-        batch (7 GB peak at 25), and the other stages are light: one-frame batches and in-process compositing
-        measured fastest there (benchmarks/RESULTS.md), and one x264 thread encodes 720p with about 30% less CPU
-        time per frame than x264's own threading, leaving the cores to the UNet. A GPU wants large constant
-        batches; the CPU stages then set the pace, so they get processes and x264 its threads.
-        """
-        import os
-
-        on_cpu = device_kind == "cpu"
-        cpu_batch = 4 if self.precision == "int8" else 1  # int8 kernels gain from batching (measured +20%)
-        gpu_workers = min(4, max(1, (os.cpu_count() or 2) // 2))
-        return dataclasses.replace(
-            self,
-            batch_size=self.batch_size or (cpu_batch if on_cpu else 25),
-            workers=self.workers if self.workers is not None else (0 if on_cpu else gpu_workers),
-            encoder_threads=self.encoder_threads if self.encoder_threads is not None else (1 if on_cpu else 0),
-        )
-
 
 @dataclass(frozen=True)
-class RenderOptions(_Checked):
+class RenderOptions(Checked):
     """Options that may change from one render to the next with the same loaded Renderer."""
 
     start_frame: int = option(
@@ -255,45 +229,7 @@ class RenderOptions(_Checked):
 
 
 OPTION_CLASSES = (SessionOptions, RenderOptions)
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option as the derived surfaces see it."""
-
-    name: str
-    kind: type  # int, str, bool or Path (None is allowed where the default is None)
-    default: Any
-    spec: OptionSpec
-    scope: type  # SessionOptions or RenderOptions
-
-    @property
-    def flags(self) -> tuple[str, ...]:
-        return self.spec.flags or ("--" + self.name.replace("_", "-"),)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Manifest column names: the option's own, then its aliases."""
-        return (self.name, *self.spec.aliases)
-
-
-def _options() -> dict[str, Option]:
-    found = {}
-    for scope in OPTION_CLASSES:
-        hints = typing.get_type_hints(scope)
-        for option_field in dataclasses.fields(scope):
-            kind = next(
-                t
-                for t in typing.get_args(hints[option_field.name]) or (hints[option_field.name],)
-                if t is not type(None)
-            )
-            found[option_field.name] = Option(
-                option_field.name, kind, option_field.default, option_field.metadata["spec"], scope
-            )
-    return found
-
-
-OPTIONS: dict[str, Option] = _options()
+OPTIONS: dict[str, Option] = {name: o for scope in OPTION_CLASSES for name, o in declared_options(scope).items()}
 OUTPUT_OPTIONS = tuple(name for name, o in OPTIONS.items() if o.spec.changes_output)
 
 
@@ -304,53 +240,12 @@ def options_for(surface: str) -> list[Option]:
 
 def check_value(name: str, value: Any) -> None:
     """Raise OptionError unless ``value`` is allowed for option ``name``."""
-    o = OPTIONS[name]
-    label = o.spec.label or name.replace("_", " ").capitalize()
-    if value is None:
-        if o.default is not None:
-            raise OptionError(f"{label} needs a value.")
-        return
-    if o.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise OptionError(f"{label} must be a whole number (got {value!r}).")
-    if o.kind is float and (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
-        raise OptionError(f"{label} must be a number (got {value!r}).")
-    if o.kind not in (int, float) and not isinstance(value, o.kind):
-        raise OptionError(f"{label} must be {o.kind.__name__} (got {value!r}).")
-    spec = o.spec
-    if spec.choices is not None and value not in spec.choices:
-        raise OptionError(f"{label} must be one of {', '.join(spec.choices)} (got '{value}').")
-    if spec.pattern is not None and not re.fullmatch(spec.pattern, value, re.IGNORECASE):
-        raise OptionError(f"Unknown {label.lower()} '{value}': use {spec.metavar or spec.pattern}.")
-    if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
-        bounds = f"at least {spec.minimum}" + ("" if spec.maximum is None else f" and at most {spec.maximum}")
-        raise OptionError(f"{label} must be {bounds} (got {value}).")
-    if spec.check is not None and (problem := spec.check(value)):
-        raise OptionError(f"{label} {problem} (got '{value}').")
-
-
-TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")
+    check(OPTIONS[name], value)
 
 
 def parse_value(name: str, value: Any) -> Any:
     """A manifest cell (text, or a JSON value) as option ``name``'s type; OptionError when it is not one."""
-    o = OPTIONS[name]
-    text = str(value).strip()
-    if o.kind is bool and not isinstance(value, bool):
-        if text.lower() not in TRUE_WORDS + FALSE_WORDS:
-            raise OptionError(f"{name} must be true or false (got '{text}').")
-        return text.lower() in TRUE_WORDS
-    if o.kind is int and not isinstance(value, bool) and re.fullmatch(r"[+-]?\d{1,18}", text):
-        return int(text)
-    if o.kind is int:
-        raise OptionError(f"{name} must be a whole number (got '{text}').")
-    if o.kind is float and not isinstance(value, bool):
-        try:
-            return float(text)
-        except ValueError:
-            raise OptionError(f"{name} must be a number (got '{text}').") from None
-    if o.kind is Path:
-        return Path(text)
-    return value if isinstance(value, bool) else text
+    return parse(OPTIONS[name], value)
 
 
 def split_options(values: dict[str, Any]) -> tuple[SessionOptions, RenderOptions]:

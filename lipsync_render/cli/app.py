@@ -222,25 +222,30 @@ def render_command(
     """Render each audio file to an MP4 of the package's person speaking it."""
     from dataclasses import replace
 
-    from lipsync_render.cli.progress import ProgressReporter
+    from lipsync_render.cli.progress import RenderReporter
+    from lipsync_render.errors import LipsyncError
     from lipsync_render.rendering.renderer import Renderer
 
     if output is not None and len(audio) > 1:
         fail("-o/--output takes one audio file; use --out-dir for several.", 2)
     session, per_render = split_options(options)
     targets = planned_outputs(audio, output, out_dir)
-    reporter = ProgressReporter(enabled=not quiet)
+    reporter = RenderReporter(enabled=not quiet)
     failures = 0
     with Renderer(model, session) as renderer:
-        if renderer.precision_choice is not None and not quiet:
-            typer.echo(f"precision auto: {renderer.precision_choice.describe()}", err=True)
+        if renderer.plan.precision_choice is not None and not quiet:
+            typer.echo(f"precision auto: {renderer.plan.precision_choice.describe()}", err=True)
         for path, target in zip(audio, targets):
             frames_dir = per_render.frames_dir
             this_render = (
                 replace(per_render, frames_dir=frames_dir / path.stem) if frames_dir and len(audio) > 1 else per_render
             )
-            job = functools.partial(renderer.render, path, target, this_render)
-            result = reporter.run(path, lambda progress, job=job: job(on_progress=progress))
+            try:
+                with reporter.frames(path) as on_progress:
+                    result = renderer.render(path, target, this_render, on_progress)
+                reporter.finished(result)
+            except LipsyncError as exc:
+                result = reporter.failed(path, exc)
             failures += result.status != "ok"
             if json_lines:
                 typer.echo(json.dumps(result.to_dict()))

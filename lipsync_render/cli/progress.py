@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from lipsync_render.jobs import JobResult
 
 
-class ProgressReporter:
-    """Runs renders one by one, showing a bar with fps and ETA, and collects their results."""
+class RenderReporter:
+    """Follows renders for the CLI: a bar with fps and ETA while one runs, a line per result, a closing summary."""
 
     def __init__(self, enabled: bool = True):
         self.console = Console(stderr=True, highlight=False)
@@ -26,33 +27,13 @@ class ProgressReporter:
         self.show_bar = enabled and sys.stderr.isatty()
         self.results: list[RenderResult] = []
 
-    def run(self, path: Path, render: Callable[[Callable[[int, int], None] | None], RenderResult]) -> RenderResult:
-        """Call ``render(on_progress)``; a LipsyncError becomes a failed result, not an exception."""
-        try:
-            if self.show_bar:
-                result = self._with_bar(path, render)
-            else:
-                result = render(None)
-        except LipsyncError as exc:
-            result = RenderResult(input=str(path), output=None, status="error", error=str(exc))
-            where = "" if str(path) in str(exc) else f"{path}: "
-            self.console.print(f"error: {where}{exc}", markup=False, soft_wrap=True)
-        else:
-            if self.enabled:
-                wall = result.seconds.get("total", 0.0)
-                idle = f" ({result.idle_frames} idle)" if result.idle_frames else ""
-                self.console.print(
-                    f"ok  {result.input} -> {result.output}  {result.frames} frames{idle}, "
-                    f"{result.duration:.2f} s audio in {wall:.1f} s "
-                    f"({result.duration / wall if wall else 0:.2f}x real time), {result.fps:.1f} fps "
-                    f"({result.backend} {result.precision} on {', '.join(result.providers)})",
-                    markup=False,
-                    soft_wrap=True,
-                )
-        self.results.append(result)
-        return result
-
-    def _with_bar(self, path: Path, render) -> RenderResult:
+    @contextmanager
+    def frames(self, path: Path) -> Iterator[Callable[[int, int], None] | None]:
+        """The ``on_progress(done, total)`` callback for a render of ``path``, drawing its bar while inside (None
+        when no bar is shown)."""
+        if not self.show_bar:
+            yield None
+            return
         columns = [
             TextColumn("{task.description}"),
             BarColumn(),
@@ -67,7 +48,30 @@ class ProgressReporter:
                 elapsed = progress.tasks[0].elapsed or 0.0
                 progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
 
-            return render(update)
+            yield update
+
+    def finished(self, result: RenderResult) -> None:
+        """One line for a finished render."""
+        self.results.append(result)
+        if self.enabled:
+            wall = result.seconds.get("total", 0.0)
+            idle = f" ({result.idle_frames} idle)" if result.idle_frames else ""
+            self.console.print(
+                f"ok  {result.input} -> {result.output}  {result.frames} frames{idle}, "
+                f"{result.duration:.2f} s audio in {wall:.1f} s "
+                f"({result.duration / wall if wall else 0:.2f}x real time), {result.fps:.1f} fps "
+                f"({result.backend} {result.precision} on {', '.join(result.providers)})",
+                markup=False,
+                soft_wrap=True,
+            )
+
+    def failed(self, path: Path, exc: LipsyncError) -> RenderResult:
+        """One line for a render that failed, and its result."""
+        result = RenderResult(input=str(path), output=None, status="error", error=str(exc))
+        self.results.append(result)
+        where = "" if str(path) in str(exc) else f"{path}: "
+        self.console.print(f"error: {where}{exc}", markup=False, soft_wrap=True)
+        return result
 
     def summary(self) -> None:
         """One closing line when several files were rendered or any failed."""
@@ -143,4 +147,5 @@ def _describe(result: JobResult) -> str:
         return f"error: {result.job}: {result.error}"
     if result.status == "skipped":
         return f"skip  {result.output} (up to date)"
-    return f"ok    {result.input} -> {result.output}  {result.frames} frames, {result.fps:.1f} fps"
+    render = result.render
+    return f"ok    {render.input} -> {render.output}  {render.frames} frames, {render.fps:.1f} fps"

@@ -31,11 +31,12 @@ from lipsync_render.errors import LipsyncError
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import Package
+from lipsync_render.planning.session_plan import device_settings, effective_threads
 from lipsync_render.rendering.features import frame_count_for_audio
 from lipsync_render.rendering.frame_order import frame_schedule
 from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.rendering.result import STAGES, RenderResult
-from lipsync_render.runtimes import LoadedModel, get_backend
+from lipsync_render.runtimes import LoadedModel
 from lipsync_render.runtimes.calibration import babble
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640: N frames of audio make exactly N video frames
@@ -142,8 +143,9 @@ def run_bench(
     if frames is not None and audio is not None:
         raise LipsyncError("Give either a frame count or an audio file, not both.")
     say = on_progress or (lambda message: None)
-    resolved = session.resolve(get_backend(session.backend, session.device).planned_device(session.device))
-    session = replace(session, workers=resolved.workers, threads=session.threads or os.cpu_count() or 1)
+    # one worker count and thread count for every row (the plan's rules), so rows differ by batch size alone
+    resolved = device_settings(session)
+    session = replace(session, workers=resolved.workers, threads=effective_threads(session.threads))
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
         workdir = Path(tmp)
         if audio is None:
@@ -217,8 +219,8 @@ def bench_batch_size(
                 if ceilings:
                     model_runs.append(unet_only_fps(renderer.unet, batch_size, math.ceil(settings.frames / batch_size)))
             model_fps = statistics.median(model_runs) if model_runs else None
-            providers, codec = renderer.providers, renderer.video_codec
-            runtime = f"{renderer.backend.name} {renderer.options.precision}"
+            providers, codec = renderer.providers, renderer.plan.video_encoder
+            runtime = f"{renderer.plan.backend} {renderer.plan.precision}"
         finally:
             renderer.close()
     row = make_row(
@@ -354,7 +356,10 @@ def encode_only_fps(package: Package, frames: int, codec: str, options: RenderOp
 
     from lipsync_render.media.video import VideoTarget, VideoWriter
 
-    writer = VideoWriter(VideoTarget(path, package.width, package.height, package.fps, codec=codec), options)
+    target = VideoTarget(
+        path, package.width, package.height, package.fps, encoder=codec, crf=options.crf, preset=options.preset
+    )
+    writer = VideoWriter(target)
     busy = 0.0
     try:
         for index in frame_schedule(frames, package.frame_count):

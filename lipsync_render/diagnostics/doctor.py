@@ -341,9 +341,9 @@ def check_auto_precision(model: str) -> Check:
     """What ``--precision auto`` renders this package with here, from its cached measurement."""
     from lipsync_render.options import SessionOptions
     from lipsync_render.package import load_package
-    from lipsync_render.runtimes.precision_choice import cached_choice
+    from lipsync_render.planning.session_plan import plan_session
 
-    choice = cached_choice(load_package(model, verify_checksums=False), SessionOptions())
+    choice = plan_session(load_package(model, verify_checksums=False), SessionOptions(), measure=False).precision_choice
     name = f"auto precision {Path(model).name}"
     if choice is None:
         return Check(

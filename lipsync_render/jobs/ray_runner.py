@@ -22,7 +22,9 @@ def import_ray():
     return ray
 
 
-def run_on_ray(jobs: list[Job], pending: list[int], fail_fast: bool, report, address: str) -> None:
+def run_on_ray(
+    jobs: list[Job], pending: list[int], fail_fast: bool, report, address: str, skip_existing: bool = False
+) -> None:
     """One actor per GPU (else per CPU slot), each fed the next job as it finishes, preferring its loaded package."""
     if not pending:
         return
@@ -42,7 +44,7 @@ def run_on_ray(jobs: list[Job], pending: list[int], fail_fast: bool, report, add
             raise LipsyncError(f"Could not start or reach Ray at '{address}' ({str(exc).splitlines()[0]}).") from None
     try:
         runnable = _with_packages_resolved(jobs, pending, fail_fast, report_named)
-        _dispatch(ray, jobs, runnable, fail_fast, report_named)
+        _dispatch(ray, jobs, runnable, fail_fast, report_named, skip_existing)
     finally:
         if started_here:
             ray.shutdown()
@@ -67,7 +69,7 @@ def _with_packages_resolved(jobs: list[Job], pending: list[int], fail_fast: bool
     return runnable
 
 
-def _dispatch(ray, jobs: list[Job], pending: list[int], fail_fast: bool, report) -> None:
+def _dispatch(ray, jobs: list[Job], pending: list[int], fail_fast: bool, report, skip_existing: bool) -> None:
     if not pending:
         return
     resources = ray.cluster_resources()
@@ -84,7 +86,7 @@ def _dispatch(ray, jobs: list[Job], pending: list[int], fail_fast: bool, report)
         same = next((i for i in queue if jobs[i].renderer_key == loaded.get(actor)), queue[0])
         queue.remove(same)
         loaded[actor] = jobs[same].renderer_key
-        running[actors[actor].run.remote(jobs[same])] = (actor, same)
+        running[actors[actor].run.remote(jobs[same], None, skip_existing)] = (actor, same)
 
     try:
         for actor in range(slots):

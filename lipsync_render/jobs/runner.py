@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lipsync_render.jobs.manifest import Job
-from lipsync_render.jobs.sidecar import is_done, recorded_results
 from lipsync_render.jobs.worker import JobResult, JobWorker, grouped
 
 
@@ -19,9 +18,10 @@ def run_jobs(
 ) -> list[JobResult]:
     """Run jobs here (or on Ray when ``ray_address`` is given); results come back in job order.
 
-    Jobs are grouped so that each package and session setup loads once. ``on_result`` sees each result as it
-    finishes; ``on_frames(job, done, total)`` follows the frames of the job rendering here (not on Ray). With
-    ``fail_fast`` no job is started after the first failure; jobs not started have no result.
+    Jobs are grouped so that each package and session setup loads once. With ``skip_existing`` the worker that
+    would render a job decides whether its output is already up to date for the plan it would use. ``on_result``
+    sees each result as it finishes; ``on_frames(job, done, total)`` follows the frames of the job rendering here
+    (not on Ray). With ``fail_fast`` no job is started after the first failure; jobs not started have no result.
     """
     results: dict[int, JobResult] = {}
 
@@ -30,28 +30,23 @@ def run_jobs(
         if on_result is not None:
             on_result(result)
 
-    pending, memo = [], {}
-    for index, job in enumerate(jobs):
-        if skip_existing and is_done(job, memo):
-            report(index, JobResult.for_job(job, status="skipped", **recorded_results(job)))
-        else:
-            pending.append(index)
+    pending = list(range(len(jobs)))
     if ray_address is not None:
         from lipsync_render.jobs.ray_runner import run_on_ray
 
-        run_on_ray(list(jobs), pending, fail_fast, report, ray_address)
+        run_on_ray(list(jobs), pending, fail_fast, report, ray_address, skip_existing)
     else:
-        _run_here(jobs, pending, fail_fast, report, on_frames)
+        _run_here(jobs, pending, fail_fast, report, on_frames, skip_existing)
     return [results[i] for i in sorted(results)]
 
 
-def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report, on_frames) -> None:
+def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report, on_frames, skip_existing: bool) -> None:
     worker = JobWorker()
     try:
         for index in grouped(jobs, pending):
             job = jobs[index]
             follow = None if on_frames is None else (lambda done, total, job=job: on_frames(job, done, total))
-            result = worker.run(job, follow)
+            result = worker.run(job, follow, skip_existing)
             report(index, result)
             if result.status == "error" and fail_fast:
                 break

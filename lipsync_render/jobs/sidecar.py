@@ -1,12 +1,14 @@
 """Sidecars: ``X.mp4.json`` beside each finished output records what made it, so a rerun can skip it.
 
-The sidecar holds the input's sha256, the package checksum, the output-affecting options and the tool version,
-and is written (atomically) only after the MP4 is in place, so a killed run leaves no sidecar claiming a file.
+The sidecar holds the input's sha256, the package checksum, the output-affecting options with the session plan's
+choices as the render really made them (backend, precision, codec, FFmpeg encoder, size), the whole plan, and the
+tool version. It is written (atomically) only after the MP4 is in place, so a killed run leaves no sidecar
+claiming a file. Whether an output is up to date is decided against the plan of whoever would render it now
+(:func:`is_up_to_date`), never against another machine's guess.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import socket
 import time
@@ -18,6 +20,7 @@ from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
 from lipsync_render.package import MANIFEST, resolve_package_path, sha256_file
 from lipsync_render.paths import write_file_atomically
+from lipsync_render.planning.session_plan import OUTPUT_FIELDS
 from lipsync_render.rendering.result import RenderResult
 
 
@@ -26,34 +29,36 @@ def sidecar_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def job_identity(job: Job, package_checksum: str, video_codec: str, backend: str, precision: str) -> dict:
-    """What a finished output must have been made from for a rerun to keep it: automatic choices as resolved
-    (an NVENC rerun of an x264 file is not the same output, nor a bf16 one of an fp32 file)."""
-    options = {
-        **output_affecting(job.session, job.render),
-        "video_encoder": video_codec,
-        "backend": backend,
-        "precision": precision,
-    }
+def job_identity(job: Job, package_checksum: str, plan_identity: dict) -> dict:
+    """What a finished output must have been made from for a rerun to keep it: the requested output options with
+    the plan's choices as resolved (an NVENC rerun of an x264 file is not the same output, nor bf16 of fp32)."""
     return {
         "input_sha256": sha256_file(job.audio),
         "package_checksum": package_checksum,
-        "options": options,
+        "options": {**output_affecting(job.session, job.render), **plan_identity},
         "version": __version__,
     }
 
 
-def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_codec: str) -> None:
+def rendered_identity(result: RenderResult) -> dict:
+    """The plan's output identity as the render really made it: the encoder that wrote the file (an NVENC that
+    failed to open for it gave way to the software encoder)."""
+    identity = {name: result.plan[name] for name in OUTPUT_FIELDS}
+    return {**identity, "video_encoder": result.video_encoder}
+
+
+def write_sidecar(job: Job, result: RenderResult, package_checksum: str) -> None:
     """Record what made ``job.output`` beside it; atomic, and only once the MP4 is in place."""
     record = {
         "tool": "lipsync-render",
-        **job_identity(job, package_checksum, video_codec, result.backend, result.precision),
+        **job_identity(job, package_checksum, rendered_identity(result)),
         "input": str(job.audio),
         "model": job.model,
         "output": str(job.output),
         "output_bytes": job.output.stat().st_size,
         "output_sha256": sha256_file(job.output),
-        "video_codec": video_codec,
+        "video_encoder": result.video_encoder,
+        "plan": result.plan,
         "status": result.status,
         "frames": result.frames,
         "duration": result.duration,
@@ -68,11 +73,12 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str, video_c
     )
 
 
-def is_done(job: Job, memo: dict | None = None) -> bool:
-    """Whether the job's MP4 exists and its sidecar says it was made from the same input, package and options
-    (``memo``: see :func:`resolved_session`)."""
+def is_up_to_date(job: Job, plan_identity: dict | None) -> bool:
+    """Whether the job's MP4 exists and its sidecar says it was made from the same input, package and options as
+    a render with a plan of this ``plan_identity`` (``SessionPlan.output_identity``) would make it; None (the plan
+    is not known without measuring) is never up to date."""
     sidecar = sidecar_path(job.output)
-    if not job.output.is_file() or not sidecar.is_file():
+    if plan_identity is None or not job.output.is_file() or not sidecar.is_file():
         return False
     try:
         record = json.loads(sidecar.read_text())
@@ -81,11 +87,7 @@ def is_done(job: Job, memo: dict | None = None) -> bool:
         if record.get("output_bytes") != job.output.stat().st_size:
             return False
         checksum = sha256_file(resolve_package_path(job.model) / MANIFEST)
-        resolved = resolved_session(job, memo)
-        if resolved is None:
-            return False
-        codec = resolved_choices(job.session.codec, job.session.video_encoder, resolved.backend, resolved.device)
-        expected = job_identity(job, checksum, *codec, resolved.precision)
+        expected = job_identity(job, checksum, plan_identity)
         return all(record.get(key) == value for key, value in expected.items()) and record.get(
             "output_sha256"
         ) == sha256_file(job.output)
@@ -93,46 +95,16 @@ def is_done(job: Job, memo: dict | None = None) -> bool:
         return False  # unreadable sidecar, missing input or package: render it and let that report the problem
 
 
-def resolved_session(job: Job, memo: dict | None = None):
-    """The job's session options with ``--precision auto`` as it was chosen (from the cache; None if unknown).
-
-    ``memo`` keeps the answers of one run: finding the choice loads the package, which is not free per job."""
-    if job.session.precision != "auto":
-        return job.session
-    key = (job.model, job.session)
-    if memo is None or key not in memo:
-        resolved = _auto_resolved(job.model, job.session)
-        if memo is None:
-            return resolved
-        memo[key] = resolved
-    return memo[key]
-
-
-def _auto_resolved(model: str, session):
-    from dataclasses import replace
-
-    from lipsync_render.package import load_package
-    from lipsync_render.runtimes import get_backend
-    from lipsync_render.runtimes.precision_choice import cached_choice
-
-    if get_backend(session.backend, session.device).planned_device(session.device) != "cpu":
-        return replace(session, precision="fp32")  # as Renderer resolves auto on a GPU
-    choice = cached_choice(load_package(model, verify_checksums=False), session)
-    return None if choice is None else replace(session, backend=choice.backend, precision=choice.precision)
-
-
-@functools.cache
-def resolved_choices(codec: str, video_encoder: str, backend: str, device: str = "auto") -> tuple[str, str]:
-    """The FFmpeg encoder and the backend a render would use here for these (possibly automatic) choices."""
-    from lipsync_render.media.video import select_video_encoder
-    from lipsync_render.runtimes import get_backend
-
-    return select_video_encoder(codec, video_encoder), get_backend(backend, device).name
-
-
-def recorded_results(job: Job) -> dict:
-    """Frames, duration and timings of a skipped job, from its sidecar."""
+def recorded_result(job: Job) -> RenderResult:
+    """The result of a skipped job, from its sidecar: frames, duration and timings as recorded."""
     record = json.loads(sidecar_path(job.output).read_text())
-    return {
-        name: record[name] for name in ("frames", "duration", "fps", "seconds", "providers", "host") if name in record
-    }
+    kept = ("frames", "duration", "fps", "seconds", "providers", "video_encoder", "plan")
+    plan = record.get("plan") or {}
+    return RenderResult(
+        input=str(job.audio),
+        output=str(job.output),
+        status="skipped",
+        backend=plan.get("backend", ""),
+        precision=plan.get("precision") or "",
+        **{name: record[name] for name in kept if name in record},
+    )

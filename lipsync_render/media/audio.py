@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -28,6 +29,7 @@ class AudioStream:
     """
 
     def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
         self.source = AudioSource(path)
         self.name = self.source.name
         self.rate = self.source.rate

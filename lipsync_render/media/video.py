@@ -35,34 +35,36 @@ def software_encoder(encoder: str) -> str:
     return ENCODERS[codec, "software"]
 
 
-def codec_options(codec: str, options: RenderOptions, threads: int = 0, fps: int = 25) -> dict[str, str]:
-    """FFmpeg encoder options for the render options: x264's or x265's CRF and preset, or NVENC's constant quality,
-    and the keyframe interval of each."""
-    gop = {"g": str(max(1, round(options.gop * fps)))} if options.gop else {}
-    if codec == "libx264":
-        return {
-            "crf": str(options.crf),
-            "preset": options.preset,
-            **gop,
-            **({"threads": str(threads)} if threads else {}),
-        }
-    if codec == "libx265":
+def encoder_options(
+    encoder: str,
+    crf: int = RenderOptions.crf,
+    preset: str = RenderOptions.preset,
+    gop: float = RenderOptions.gop,
+    threads: int = 0,
+    fps: int = 25,
+) -> dict[str, str]:
+    """FFmpeg options for an encoder: x264's or x265's CRF and preset, or NVENC's constant quality, and the keyframe
+    interval (``gop`` seconds) of each."""
+    keyframes = {"g": str(max(1, round(gop * fps)))} if gop else {}
+    if encoder == "libx264":
+        return {"crf": str(crf), "preset": preset, **keyframes, **({"threads": str(threads)} if threads else {})}
+    if encoder == "libx265":
         params = "log-level=error" + (f":pools={threads}:frame-threads={min(threads, 2)}" if threads else "")
-        return {"crf": str(options.crf), "preset": options.preset, "x265-params": params, **gop}
-    return {"preset": "p4", "cq": str(options.crf), **gop}
+        return {"crf": str(crf), "preset": preset, "x265-params": params, **keyframes}
+    return {"preset": "p4", "cq": str(crf), **keyframes}
 
 
 PROBE_SIZE = (1280, 720)
 
 
-def encoder_opens(codec: str, width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]) -> bool:
+def encoder_opens(encoder: str, width: int = PROBE_SIZE[0], height: int = PROBE_SIZE[1]) -> bool:
     """Whether FFmpeg can really open this encoder here at this size, with the options the writer uses (NVENC
     needs a GPU and driver, and a free session; old drivers refuse large frames)."""
     try:
-        context = av.CodecContext.create(codec, "w")
+        context = av.CodecContext.create(encoder, "w")
         context.width, context.height, context.pix_fmt = width, height, "yuv420p"
         context.time_base = Fraction(1, 25)
-        context.options = codec_options(codec, RenderOptions())
+        context.options = encoder_options(encoder)
         context.open()
         return True
     except (av.FFmpegError, ValueError, OSError):
@@ -125,36 +127,42 @@ class AudioTrack:
 
 @dataclass(frozen=True)
 class VideoTarget:
-    """The file to write and the stream it holds; the quality settings come from RenderOptions."""
+    """The file to write, the stream it holds and its quality settings (defaults: the render options' own)."""
 
     path: Path
     width: int
     height: int
     fps: int = 25
     audio_path: Path | None = None  # muxed as AAC; None writes video only
-    codec: str = "libx264"  # an FFmpeg encoder name (select_video_encoder)
+    encoder: str = "libx264"  # an FFmpeg encoder name (select_video_encoder)
     threads: int = 0  # x264/x265 threads, 0: the encoder's own choice
     audio_frames: int | None = None  # the audio file's length in samples, when already counted
-    fallback_codec: str | None = None  # what to open instead when ``codec`` fails to open (NVENC chosen by auto)
+    fallback_encoder: str | None = None  # what to open instead when ``encoder`` fails to open (NVENC chosen by auto)
+    crf: int = RenderOptions.crf
+    gop: float = RenderOptions.gop  # seconds between keyframes, 0: the encoder's choice
+    preset: str = RenderOptions.preset
+    audio_bitrate: int = RenderOptions.audio_bitrate  # kbit/s
 
 
 class VideoWriter:
     """Writes I420 frames at a constant rate and muxes the input file's audio alongside, interleaved."""
 
-    def __init__(self, target: VideoTarget, options: RenderOptions = RenderOptions()):
+    def __init__(self, target: VideoTarget):
         self.path = Path(target.path)
         self.fps = target.fps
         self.width, self.height = target.width, target.height
         self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
         try:
-            self.video = self.container.add_stream(target.codec, rate=target.fps)
+            self.video = self.container.add_stream(target.encoder, rate=target.fps)
             self.video.width, self.video.height, self.video.pix_fmt = target.width, target.height, "yuv420p"
             self.video.codec_context.time_base = Fraction(1, target.fps)
             for tag, value in COLOUR_TAGS.items():
                 setattr(self.video.codec_context, tag, value)
-            if target.codec in MP4_CODEC_TAGS:
-                self.video.codec_tag = MP4_CODEC_TAGS[target.codec]
-            self.video.options = codec_options(target.codec, options, target.threads, target.fps)
+            if target.encoder in MP4_CODEC_TAGS:
+                self.video.codec_tag = MP4_CODEC_TAGS[target.encoder]
+            self.video.options = encoder_options(
+                target.encoder, target.crf, target.preset, target.gop, target.threads, target.fps
+            )
             self.video.codec_context.open()  # now, so an encoder that cannot open fails here, not at frame one
         except BaseException:
             self.container.close()
@@ -168,7 +176,7 @@ class VideoWriter:
                 layout = "stereo" if self.audio_track.channels == 2 else "mono"
                 self.audio = self.container.add_stream("aac", rate=self.audio_track.rate, layout=layout)
                 self.audio.time_base = Fraction(1, self.audio_track.rate)
-                self.audio.bit_rate = options.audio_bitrate * 1000
+                self.audio.bit_rate = target.audio_bitrate * 1000
             except BaseException:
                 self.abort()
                 raise

@@ -100,6 +100,10 @@ def _composite_in_worker(
     return _state.composite(slot, frame_index, rect, number, output, task)
 
 
+class CompositingPoolBroken(RenderError):
+    """A compositing worker process died mid-render; the owner restarts the pool before the next render."""
+
+
 class CompositingPool:
     """Composites frames in ``workers`` processes (0: in the calling thread) through a shared-memory ring; the
     finished frames have the output size (``width`` x ``height``), to which the package's frames are scaled."""

@@ -17,7 +17,6 @@ from multiprocessing import shared_memory
 
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget, VideoWriter
-from lipsync_render.options import RenderOptions
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 
@@ -46,8 +45,8 @@ class VideoEncoderProcess:
                     raise RenderError(helper_start_failure("video encoder", self.process.exitcode)) from None
         raise RenderError("The video encoder process did not start within two minutes.")
 
-    def open(self, run: int, target: VideoTarget, options: RenderOptions) -> None:
-        self.requests.put(("open", run, (target, options)))
+    def open(self, run: int, target: VideoTarget) -> None:
+        self.requests.put(("open", run, target))
 
     def write(self, run: int, slot: int) -> None:
         self.requests.put(("frame", run, slot))
@@ -100,8 +99,8 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
             break
         try:
             if kind == "open":
-                (target, options), busy = value, 0.0
-                writer = _open_writer(target, options, lambda message, run=run: replies.put((run, "warning", message)))
+                target, busy = value, 0.0
+                writer = _open_writer(target, lambda message, run=run: replies.put((run, "warning", message)))
             elif kind == "frame":
                 if writer is not None:  # after an error or abort, frames only come back
                     start = time.perf_counter()
@@ -129,18 +128,18 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
     ring.close()
 
 
-def _open_writer(target: VideoTarget, options: RenderOptions, warn) -> VideoWriter:
+def _open_writer(target: VideoTarget, warn) -> VideoWriter:
     """The writer for ``target``; an automatically chosen NVENC that fails to open here (session limits, an old
     driver at this size) gives way to its fallback, with a warning."""
     import av
 
     try:
-        return VideoWriter(target, options)
+        return VideoWriter(target)
     except (av.FFmpegError, ValueError) as exc:
-        if target.fallback_codec is None:
+        if target.fallback_encoder is None:
             raise
-        warn(f"{target.codec} could not be opened ({exc}); encoding with {target.fallback_codec} instead.")
-        return VideoWriter(replace(target, codec=target.fallback_codec, fallback_codec=None), options)
+        warn(f"{target.encoder} could not be opened ({exc}); encoding with {target.fallback_encoder} instead.")
+        return VideoWriter(replace(target, encoder=target.fallback_encoder, fallback_encoder=None))
 
 
 def _describe(exc: Exception, target: VideoTarget | None) -> str:

@@ -8,7 +8,12 @@ import numpy as np
 
 from lipsync_render.contract import ROI_SIZE
 
-PREDICTION_SHAPE = (ROI_SIZE, ROI_SIZE, 3)  # uint8 HWC, as the paste-back takes it
+PREDICTION_PIXELS_SHAPE = (
+    ROI_SIZE,
+    ROI_SIZE,
+    3,
+)  # the uint8 HWC prediction as the paste-back takes it (the model's own
+# output, contract.PREDICTION_SHAPE, is float CHW)
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,7 @@ class RingLayout:
 
     @property
     def prediction_bytes(self) -> int:
-        return int(np.prod(PREDICTION_SHAPE))
+        return int(np.prod(PREDICTION_PIXELS_SHAPE))
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -34,6 +39,6 @@ class RingLayout:
     def views(self, buffer) -> tuple[np.ndarray, np.ndarray]:
         """(predictions [slots,320,320,3], frames [slots,H*3/2,W]) as numpy views of the ring."""
         ring = np.ndarray((self.slots, self.slot_bytes), np.uint8, buffer)
-        predictions = ring[:, : self.prediction_bytes].reshape(self.slots, *PREDICTION_SHAPE)
+        predictions = ring[:, : self.prediction_bytes].reshape(self.slots, *PREDICTION_PIXELS_SHAPE)
         frames = ring[:, self.prediction_bytes :].reshape(self.slots, *self.frame_shape)
         return predictions, frames

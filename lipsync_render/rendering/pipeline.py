@@ -33,14 +33,14 @@ from lipsync_render.contract import CROP_INPUT_SHAPE, UNET_UINT8, VISUAL_INPUT_S
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
-from lipsync_render.media.video import SOFTWARE_ENCODERS, VideoTarget, software_encoder
+from lipsync_render.media.video import VideoTarget, software_encoder
 from lipsync_render.option_values import feather_pixels
 from lipsync_render.options import RenderOptions
 from lipsync_render.paths import replaceable_problem
 from lipsync_render.rendering import cancellation, features, silence
 from lipsync_render.rendering.batches import Batch, plan_batches
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
-from lipsync_render.rendering.compositing_pool import FrameOutput, FrameTask
+from lipsync_render.rendering.compositing_pool import CompositingPoolBroken, FrameOutput, FrameTask
 from lipsync_render.rendering.feature_stream import FeatureStream, ring_rows
 from lipsync_render.rendering.frame_order import frame_schedule
 from lipsync_render.rendering.geometry import crop_328, prediction_to_uint8, visual_input
@@ -49,7 +49,8 @@ from lipsync_render.rendering.result import RenderResult
 from lipsync_render.rendering.scheduling import leave_signals_to_the_main_thread, lower_thread_priority
 
 if TYPE_CHECKING:
-    from lipsync_render.rendering.renderer import Renderer
+    from lipsync_render.planning.session_plan import SessionPlan
+    from lipsync_render.rendering.resources import RenderResources
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +60,24 @@ class RenderRun:
 
     def __init__(
         self,
-        renderer: Renderer,
+        resources: RenderResources,
+        plan: SessionPlan,
         options: RenderOptions,
         audio: AudioStream,
-        audio_path: Path,
         output_path: Path,
-        on_progress: Callable[[int, int], None] | None,
-        started: float,
     ):
-        self.renderer = renderer
+        self.resources = resources
+        self.plan = plan
         self.options = options
-        self.package = renderer.package
+        self.package = resources.package
+        self.unet, self.pool, self.encoder_process = resources.unet, resources.pool, resources.encoder_process
         self.audio = audio
-        self.audio_path, self.output_path = audio_path, output_path
-        self.on_progress = on_progress
+        self.audio_path, self.output_path = audio.path, output_path
+        self.on_progress: Callable[[int, int], None] | None = None
         self.frame_count = features.frame_count_for_audio(audio.sample_count)
         self.schedule = frame_schedule(
             self.frame_count, self.package.frame_count, self.options.start_frame, self.options.loop
         )
-        self.started = started
         self.first_frame_at = None
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
@@ -88,17 +88,22 @@ class RenderRun:
         self.predictions: queue.Queue = queue.Queue(depth)
         self.pending: queue.Queue = queue.Queue()  # bounded by the ring's free slots
         self.free_slots: queue.Queue[int] = queue.Queue()
-        for slot in range(renderer.slots):
+        for slot in range(resources.slots):
             self.free_slots.put(slot)
-        self.run_id = renderer.renders
+        self.run_id = 0
         self.frames_done = 0
         self.idle_frames = 0
         self.feather = feather_pixels(options.blend)
         self.frame_output = FrameOutput(options.frames_dir, options.frames_format, options.jpeg_quality)
         self.stream = self._feature_stream()
 
-    def execute(self) -> RenderResult:
-        start = self.started
+    def execute(
+        self, run_id: int, started: float | None = None, on_progress: Callable[[int, int], None] | None = None
+    ) -> RenderResult:
+        """Run every stage to the finished MP4; ``run_id`` tells this render's messages to the encoder process
+        apart, ``started`` is when the render call began, ``on_progress(done, total)`` follows encoded frames."""
+        start = time.perf_counter() if started is None else started
+        self.run_id, self.on_progress = run_id, on_progress
         if self.frame_output.directory is not None:
             self.frame_output.directory.mkdir(parents=True, exist_ok=True)
         partial = partial_path(self.output_path)
@@ -109,24 +114,25 @@ class RenderRun:
             threading.Thread(target=self._guard, args=(name, stage), name=name, daemon=True)
             for name, stage in stages.items()
         ]
-        encoder, collector = self.renderer.video_encoder, threads[-1]
-        codec = self.renderer.video_codec
+        encoder, collector = self.encoder_process, threads[-1]
+        plan, settings = self.plan, self.options
         target = VideoTarget(
             partial,
-            *self.renderer.output_size,
+            *plan.output_size,
             self.package.fps,
             self.audio_path,
-            codec,
-            self.renderer.options.encoder_threads,
+            plan.video_encoder,
+            plan.encoder_threads,
             self.audio.source.frames,
-            # NVENC that auto chose and that still fails to open for this file gives way to the software encoder
-            fallback_codec=software_encoder(codec)
-            if codec not in SOFTWARE_ENCODERS and self.renderer.options.video_encoder == "auto"
-            else None,
+            fallback_encoder=plan.fallback_encoder,
+            crf=settings.crf,
+            gop=settings.gop,
+            preset=settings.preset,
+            audio_bitrate=settings.audio_bitrate,
         )
-        self.video_codec = target.codec
+        self.video_encoder = target.encoder
         try:
-            encoder.open(self.run_id, target, self.options)
+            encoder.open(self.run_id, target)
             for thread in threads:
                 thread.start()
             self._on_thread_cpu("send", self._send_frames)
@@ -148,7 +154,6 @@ class RenderRun:
             self._drain_pending()
             if isinstance(exc, Cancelled) and self.failure is not None:
                 exc = self.failure
-            self.renderer.pool_broken = isinstance(exc, BrokenProcessPool)
             raise _as_user_error(exc, self.output_path) from None
         for thread in threads:
             thread.join()
@@ -163,12 +168,13 @@ class RenderRun:
             first_frame_seconds=round(self.first_frame_at - start, 4),
             seconds={k: round(v, 4) for k, v in self.seconds.items()},
             cpu_seconds={k: round(v, 4) for k, v in self.cpu_seconds.items()},
-            backend=self.renderer.backend.name,
-            precision=self.renderer.options.precision,
-            precision_choice=choice.describe() if (choice := self.renderer.precision_choice) else None,
-            video_codec=self.video_codec,
-            providers=self.renderer.providers,
+            backend=plan.backend,
+            precision=plan.precision,
+            precision_choice=choice.describe() if (choice := plan.precision_choice) else None,
+            video_encoder=self.video_encoder,
+            providers=self.unet.providers,
             idle_frames=self.idle_frames,
+            plan=plan.to_dict(),
         )
 
     def _feature_stream(self) -> FeatureStream:
@@ -180,7 +186,7 @@ class RenderRun:
                 )
             return FeatureStream.from_table(np.asarray(self.package.features))
         table_rows = features.encoder_window_count(mel_frame_count(self.audio.sample_count)) + 2
-        return FeatureStream(table_rows, ring_rows(self.renderer.options.batch_size))
+        return FeatureStream(table_rows, ring_rows(self.plan.batch_size))
 
     def _on_thread_cpu(self, name: str, stage: Callable[[], None]) -> None:
         """Run a stage, adding the CPU seconds its thread spent to ``cpu_seconds[name]``."""
@@ -211,8 +217,8 @@ class RenderRun:
     def _batches(self) -> Iterator[Batch]:
         """Runs of output frames per UNet batch. On the CPU the first batch is a single frame, so the first
         frame is encoded after one UNet run rather than a whole batch (cold start); GPUs keep one shape."""
-        size = self.renderer.options.batch_size
-        first = size if self.renderer.unet.constant_shape else 1
+        size = self.plan.batch_size
+        first = size if self.unet.constant_shape else 1
         if self.options.silence == "idle":  # the prepare thread reads the audio a second time, for its levels
             weights = silence.stream_still_weights(self.audio.blocks(), self.frame_count)
         else:
@@ -224,13 +230,13 @@ class RenderRun:
         tick = time.perf_counter()
         mel_frames = mel_frame_count(self.audio.sample_count)
         chunks = mel_chunks(self.audio.blocks(), self.audio.sample_count)
-        self.stream.fill(chunks, mel_frames, self.renderer.audio_encoder, self.cancel)
+        self.stream.fill(chunks, mel_frames, self.resources.audio_encoder, self.cancel)
         self.seconds["audio"] += time.perf_counter() - tick
 
     def _prepare(self) -> None:
         """The UNet's inputs per batch: uint8 328 crops for a uint8 UNet (no float work here), else float inputs."""
         rects, frames = self.package.rects, self.package.frames
-        uint8 = self.renderer.unet.contract is UNET_UINT8
+        uint8 = self.unet.contract is UNET_UINT8
         shape, dtype = (CROP_INPUT_SHAPE, np.uint8) if uint8 else (VISUAL_INPUT_SHAPE, np.float32)
         for batch in self._batches():
             rendered = batch.rendered
@@ -253,7 +259,7 @@ class RenderRun:
             predictions = None
             if len(visual):
                 tick = time.perf_counter()
-                unet = self.renderer.unet
+                unet = self.unet
                 if unet.contract is UNET_UINT8:
                     predictions = unet.run(visual, audio)  # checks its own output for NaN
                 else:
@@ -274,9 +280,7 @@ class RenderRun:
                 prediction = None if weight >= 1 else next(rendered)
                 self.idle_frames += prediction is None
                 task = FrameTask(self.feather, weight)
-                future = self.renderer.pool.submit(
-                    slot, prediction, index, rects[index], int(number), self.frame_output, task
-                )
+                future = self.pool.submit(slot, prediction, index, rects[index], int(number), self.frame_output, task)
                 self.pending.put((slot, future))
         self.pending.put(None)
 
@@ -286,7 +290,7 @@ class RenderRun:
         while (item := self._get(self.pending)) is not None:
             slot, future = item
             self.seconds["compositing"] += future.result()
-            self.renderer.video_encoder.write(self.run_id, slot)
+            self.encoder_process.write(self.run_id, slot)
             sent += 1
         if sent != self.frame_count:
             raise RenderError(f"Rendered {sent} of {self.frame_count} frames.")
@@ -295,7 +299,7 @@ class RenderRun:
         """Take the encoder's replies: released slots go back to the ring; ends when the file is finished
         or aborted (it keeps collecting after a failure elsewhere, so every slot comes back)."""
         while True:
-            reply = self.renderer.video_encoder.reply(self.run_id, POLL_SECONDS)
+            reply = self.encoder_process.reply(self.run_id, POLL_SECONDS)
             if reply is None:
                 continue
             kind, value = reply
@@ -313,7 +317,7 @@ class RenderRun:
                 return
             elif kind == "warning":  # NVENC gave way to the software encoder for this file
                 log.warning(value)
-                self.video_codec = software_encoder(self.video_codec)
+                self.video_encoder = software_encoder(self.video_encoder)
             elif kind == "error" and self.failure is None:
                 self.failure = RenderError(value)
                 self.cancel.set()
@@ -340,7 +344,9 @@ def _as_user_error(exc: BaseException, output: Path) -> BaseException:
     if isinstance(exc, (LipsyncError, KeyboardInterrupt)):
         return exc
     if isinstance(exc, BrokenProcessPool):  # raised by whichever of submit() or result() sees it first
-        return RenderError("A compositing worker process died (out of memory or killed); the render was stopped.")
+        return CompositingPoolBroken(
+            "A compositing worker process died (out of memory or killed); the render was stopped."
+        )
     if isinstance(exc, OSError):
         return RenderError(f"Could not write {getattr(exc, 'filename', None) or output}: {exc.strerror or exc}.")
     return exc

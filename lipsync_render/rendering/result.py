@@ -25,9 +25,10 @@ class RenderResult:
     backend: str = ""  # the inference runtime used
     precision: str = ""  # the UNet precision used (what --precision auto chose)
     precision_choice: str | None = None  # with --precision auto: the choice and its PSNR and speed
-    video_codec: str = ""  # the FFmpeg encoder that wrote the file
+    video_encoder: str = ""  # the FFmpeg encoder that wrote the file (libx264, libx265, h264_nvenc, hevc_nvenc)
     providers: list[str] = field(default_factory=list)  # what it really ran on
     idle_frames: int = 0  # frames shown as the untouched package frame (--silence idle), no UNet run for them
+    plan: dict = field(default_factory=dict)  # the session plan the render ran with (SessionPlan.to_dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

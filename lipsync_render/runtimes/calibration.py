@@ -1,10 +1,11 @@
-"""Inputs for calibrating and judging reduced-precision UNets, from the package's own frames; any backend."""
+"""Inputs for calibrating reduced-precision UNets (int8 quantisation, the quality yardstick in
+``planning.quality``), from the package's own frames; any backend."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lipsync_render.contract import AUDIO_ENCODER, UNET
+from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.package import Package
 from lipsync_render.rendering.features import audio_features, frame_blocks
 from lipsync_render.rendering.geometry import crop_328, visual_input
@@ -46,21 +47,3 @@ def babble(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
     syllables = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (np.sin(2 * np.pi * 0.3 * t) > -0.6)
     noise = 0.05 * rng.standard_normal(len(t))
     return (0.3 * syllables * voiced + noise * syllables).astype(np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
-
-
-def precision_psnr(package: Package, precision: str, frames: int = 8, backend: str = "onnxruntime") -> float:
-    """PSNR (dB) of a precision's UNet output against fp32 on the 320x320 region, on held-out frames (CPU)."""
-    from lipsync_render.options import SessionOptions
-    from lipsync_render.runtimes import get_backend
-
-    runtime = get_backend(backend)
-    reference = runtime.load(package, UNET, SessionOptions(device="cpu", precision="fp32"))
-    variant = runtime.load(package, UNET, SessionOptions(device="cpu", precision=precision))
-    outputs = [(reference.run(*feed), variant.run(*feed)) for feed in calibration_inputs(package, frames, seed=1)]
-    return psnr(np.concatenate([a for a, _ in outputs]), np.concatenate([b for _, b in outputs]))

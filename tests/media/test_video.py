@@ -18,7 +18,8 @@ def write(path, codec="libx264", frames=10, size=(128, 96), audio=None, options=
     frame = np.zeros((size[1], size[0], 3), np.uint8)
     frame[:, : size[0] // 2] = SKIN
     frame[:, size[0] // 2 :] = (40, 90, 30)
-    writer = VideoWriter(VideoTarget(path, *size, audio_path=audio, codec=codec), options)
+    settings = {name: getattr(options, name) for name in ("crf", "gop", "preset", "audio_bitrate")}
+    writer = VideoWriter(VideoTarget(path, *size, audio_path=audio, encoder=codec, **settings))
     for _ in range(frames):
         writer.write_i420(converter.convert(frame))
     writer.close()

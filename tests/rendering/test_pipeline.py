@@ -112,7 +112,7 @@ def test_dead_worker_fails_the_render_without_output(tiny_package, short_wav, tm
     with Renderer(tiny_package, SessionOptions(batch_size=4, workers=1)) as renderer:
         started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
         spawned = [p for p in started if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
-        workers = [p for p in spawned if p.pid != renderer.video_encoder.process.pid]
+        workers = [p for p in spawned if p.pid != renderer.encoder_process.process.pid]
         assert len(workers) == 1, "one compositing process besides the video encoder"
 
         def kill_worker(done, total):
@@ -139,22 +139,12 @@ def test_package_features_drive_the_render(tiny_package, short_wav, tmp_path):
             renderer.render(short_wav, tmp_path / "x.mp4", RenderOptions(features="package"))
 
 
-def test_automatic_batch_size_and_workers_by_device():
-    cpu = SessionOptions().resolve("cpu")
-    gpu = SessionOptions().resolve("cuda")
-    assert (cpu.batch_size, cpu.workers, cpu.encoder_threads) == (1, 0, 1)
-    assert gpu.batch_size == 25 and 1 <= gpu.workers <= 4 and gpu.encoder_threads == 0
-    assert SessionOptions(precision="int8").resolve("cpu").batch_size == 4
-    explicit = SessionOptions(batch_size=8, workers=2).resolve("cpu")
-    assert (explicit.batch_size, explicit.workers) == (8, 2)
-
-
 def test_dead_encoder_fails_the_render_and_the_next_render_recovers(tiny_package, short_wav, tmp_path):
     with Renderer(tiny_package, SessionOptions(batch_size=4, workers=0)) as renderer:
 
         def kill_encoder(done, total):
             if done == 3:
-                os.kill(renderer.video_encoder.process.pid, signal.SIGKILL)
+                os.kill(renderer.encoder_process.process.pid, signal.SIGKILL)
 
         with pytest.raises(RenderError, match="video encoder process died"):
             renderer.render(short_wav, tmp_path / "dead.mp4", on_progress=kill_encoder)
@@ -210,7 +200,7 @@ def test_output_size_scales_the_finished_frames(tiny_package, short_wav, tmp_pat
 def test_hevc_output(tiny_package, short_wav, tmp_path):
     with Renderer(tiny_package, SessionOptions(workers=0, codec="hevc")) as renderer:
         result = renderer.render(short_wav, tmp_path / "h.mp4")
-    assert result.video_codec == "libx265"
+    assert result.video_encoder == "libx265"
     assert probe(tmp_path / "h.mp4").video_codec == "hevc"
 
 

@@ -10,8 +10,8 @@ from lipsync_render.contract import AUDIO_BLOCK_SHAPE, UNET, VISUAL_INPUT_SHAPE
 from lipsync_render.errors import DeviceError
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
+from lipsync_render.planning.quality import psnr
 from lipsync_render.runtimes import get_backend
-from lipsync_render.runtimes.calibration import psnr
 from lipsync_render.runtimes.ort.sessions import CUDA, available_providers
 
 

@@ -9,10 +9,11 @@ from lipsync_render.contract import AUDIO_ENCODER, UNET
 from lipsync_render.errors import DeviceError
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
+from lipsync_render.planning import precision_choice as choice
+from lipsync_render.planning.precision_choice import Measurement, candidates, pick
+from lipsync_render.planning.quality import psnr
 from lipsync_render.runtimes import get_backend, openvino
-from lipsync_render.runtimes import precision_choice as choice
-from lipsync_render.runtimes.calibration import calibration_inputs, psnr
-from lipsync_render.runtimes.precision_choice import Measurement, candidates, pick
+from lipsync_render.runtimes.calibration import calibration_inputs
 
 pytest.importorskip("openvino")
 

@@ -14,7 +14,7 @@ from lipsync_render.contract import UNET
 from lipsync_render.diagnostics import doctor
 from lipsync_render.errors import DeviceError
 from lipsync_render.media.video import VideoTarget, encoder_opens
-from lipsync_render.options import RenderOptions, SessionOptions
+from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
 from lipsync_render.rendering import encoding_process
 from lipsync_render.rendering.renderer import Renderer
@@ -101,14 +101,14 @@ def test_a_planned_gpu_that_ends_up_on_the_cpu_gets_cpu_settings(tiny_package, m
     monkeypatch.setattr(BACKEND, "planned_device", lambda device: "cuda")  # CUDA looks present, then falls back
     with Renderer(tiny_package, SessionOptions()) as renderer:
         assert renderer.unet.device == "cpu"
-        assert (renderer.options.batch_size, renderer.options.workers) == (1, 0)
+        assert (renderer.plan.batch_size, renderer.plan.workers) == (1, 0)
         assert renderer.unet.batch_size == 1 and renderer.pool.workers == 0
 
 
 def test_explicit_values_survive_the_fallback(tiny_package, monkeypatch):
     monkeypatch.setattr(BACKEND, "planned_device", lambda device: "cuda")
     with Renderer(tiny_package, SessionOptions(batch_size=3, workers=0)) as renderer:
-        assert (renderer.options.batch_size, renderer.options.workers) == (3, 0)
+        assert (renderer.plan.batch_size, renderer.plan.workers) == (3, 0)
 
 
 # 4. TensorRT and CUDA graphs ----------------------------------------------------------------------------------
@@ -192,8 +192,8 @@ def test_auto_retries_on_the_cpu_after_a_gpu_warm_up_failure(tiny_package, monke
     monkeypatch.setattr(BACKEND, "load", load)
     monkeypatch.setattr(BACKEND, "planned_device", lambda device: "cpu" if device == "cpu" else "cuda")
     with Renderer(tiny_package, SessionOptions()) as renderer:
-        assert renderer.unet.device == "cpu" and renderer.options.device == "cpu"
-        assert renderer.options.batch_size == 1
+        assert renderer.unet.device == "cpu" and renderer.plan.device == "cpu"
+        assert renderer.plan.batch_size == 1
     assert "Rendering on the CPU with CPU settings instead." in caplog.text
     with pytest.raises(DeviceError, match="ran out of memory"):
         Renderer(tiny_package, SessionOptions(device="cuda"))  # asked for explicitly: an error, not a fallback
@@ -206,15 +206,13 @@ def test_nvenc_that_fails_to_open_gives_way_to_libx264_with_a_warning(tmp_path):
     if encoder_opens("h264_nvenc"):
         pytest.skip("NVENC opens here")
     warnings = []
-    target = VideoTarget(tmp_path / "a.mp4", 640, 360, codec="h264_nvenc", fallback_codec="libx264")
-    writer = encoding_process._open_writer(target, RenderOptions(), warnings.append)
+    target = VideoTarget(tmp_path / "a.mp4", 640, 360, encoder="h264_nvenc", fallback_encoder="libx264")
+    writer = encoding_process._open_writer(target, warnings.append)
     writer.write_i420(np.zeros((540, 640), np.uint8))
     writer.close()
     assert writer.video.codec_context.name == "libx264" and "libx264 instead" in warnings[0]
     with pytest.raises(av.FFmpegError):
-        encoding_process._open_writer(
-            VideoTarget(tmp_path / "b.mp4", 640, 360, codec="h264_nvenc"), RenderOptions(), warnings.append
-        )
+        encoding_process._open_writer(VideoTarget(tmp_path / "b.mp4", 640, 360, encoder="h264_nvenc"), warnings.append)
 
 
 def test_the_encoder_probe_uses_the_real_size():

@@ -1,5 +1,5 @@
 """``--precision auto`` on the CPU: the fastest backend and precision whose UNet output stays within 45 dB PSNR of
-fp32 on the package's own frames and audio.
+fp32 on the package's own frames and audio (a policy of the session plan, ``planning.session_plan``).
 
 Every candidate (ONNX Runtime fp32 and int8, OpenVINO fp32, bf16 where the CPU has it, and int8) is run on held-out
 calibration inputs against the ONNX Runtime fp32 reference, then timed at the batch it would render with. The
@@ -24,13 +24,16 @@ from lipsync_render.contract import UNET
 from lipsync_render.errors import DeviceError
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import Package
+from lipsync_render.planning.quality import psnr
+from lipsync_render.planning.settings import automatic_settings
 from lipsync_render.runtimes import get_backend
-from lipsync_render.runtimes.calibration import calibration_inputs, psnr
+from lipsync_render.runtimes.calibration import calibration_inputs
 
 GATE_DB = 45.0
 REFERENCE = ("onnxruntime", "fp32")
 MIN_GAIN_MS, MIN_GAIN_SHARE = 1.0, 0.10  # leave the reference only to save at least this per frame
 CANDIDATES = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
+MEASURED_BACKENDS = frozenset(CANDIDATES)  # the backends --precision auto measures on the CPU
 TIMED_BATCHES = 5
 CACHE_FILE = "precision-auto.json"
 CHOICE_VERSION = 2
@@ -68,19 +71,32 @@ class PrecisionChoice:
         return f"{self.backend} {self.precision} ({quality}{speed})"
 
 
-def pick(measurements: list[Measurement]) -> Measurement:
+def pick(measurements: list[Measurement], backend: str = "auto") -> Measurement:
     """The fastest candidate within the gate, if it beats the reference (ONNX Runtime fp32) by a real margin;
-    else the reference, which is bit-exact: timing noise alone never moves a render off it."""
+    else the reference, which is bit-exact: timing noise alone never moves a render off it.
+
+    An explicit ``backend`` is the user's choice and is kept: only its precisions are candidates (the reference is
+    still measured, as the yardstick of quality), and its own fp32 stands in for the reference.
+    """
+    if backend != "auto":
+        allowed = [m for m in measurements if m.backend == backend]
+        own = next((m for m in allowed if m.precision == "fp32"), Measurement(backend, "fp32"))
+        return _fastest_beating(own, allowed)
     reference = next((m for m in measurements if (m.backend, m.precision) == REFERENCE), None)
     reference = reference or Measurement(*REFERENCE, float("inf"), None)
+    return _fastest_beating(reference, measurements)
+
+
+def _fastest_beating(baseline: Measurement, measurements: list[Measurement]) -> Measurement:
+    """The fastest passing candidate if it saves a real margin over ``baseline``, else ``baseline``."""
     passing = [m for m in measurements if m.passes and m.ms_per_frame is not None]
     if not passing:
-        return reference
+        return baseline
     best = min(passing, key=lambda m: m.ms_per_frame)
-    if reference.ms_per_frame is not None:
-        margin = max(MIN_GAIN_MS, MIN_GAIN_SHARE * reference.ms_per_frame)
-        if reference.ms_per_frame - best.ms_per_frame < margin:
-            return reference
+    if baseline.ms_per_frame is not None:
+        margin = max(MIN_GAIN_MS, MIN_GAIN_SHARE * baseline.ms_per_frame)
+        if baseline.ms_per_frame - best.ms_per_frame < margin:
+            return baseline
     return best
 
 
@@ -94,7 +110,7 @@ def choose_precision(package: Package, options: SessionOptions, on_progress=None
     if on_progress is not None:
         on_progress("measuring backends and precisions for --precision auto (once per package and host)")
     measurements = measure(package, options)
-    best = pick(measurements)
+    best = pick(measurements, options.backend)
     choice = PrecisionChoice(best.backend, best.precision, best.psnr_db, best.ms_per_frame, measurements)
     path = cache_dir(package) / CACHE_FILE
     entries = _read_cache(path)
@@ -115,7 +131,7 @@ def measure(package: Package, options: SessionOptions) -> list[Measurement]:
             backend = get_backend(backend_name)
             # each at the batch it renders with by default on the CPU, so the choice holds whatever the batch
             trial = replace(options, backend=backend_name, precision=precision, device="cpu", batch_size=None)
-            trial = trial.resolve("cpu")
+            trial = automatic_settings(trial, "cpu")
             model = backend.load(package, UNET, trial)
             output = model.run(visual, audio)
         except DeviceError as exc:
