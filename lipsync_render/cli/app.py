@@ -300,7 +300,8 @@ def package_build(
     import os
 
     store = parse_frames_store(frames_store)
-    from lipsync_render.package.build import build_package, describe_build
+    from lipsync_render.package.build import build_package
+    from lipsync_render.package.describe import describe_build
 
     if out_dir is not None:
         dest = out_dir / name
