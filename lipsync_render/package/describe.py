@@ -1,14 +1,16 @@
-"""Human-readable description of a model package (`lipsync package inspect`)."""
+"""Human-readable descriptions of a model package: the full one (`lipsync package inspect`) and the short
+summary `lipsync package build` prints of the package it just built."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
 from lipsync_render.contract import read_model_io
-from lipsync_render.package import Package, load_package
+from lipsync_render.package import MANIFEST, Package, load_package
 from lipsync_render.store_choice import store_choice
 
 
@@ -95,3 +97,36 @@ def _features_line(package: Package) -> str:
         f"{package.manifest['files']['features']} {table.shape}, "
         f"{len(table) / package.fps:.2f} s, min {table.min():.3f} max {table.max():.3f} mean {table.mean():.3f}"
     )
+
+
+def describe_build(path: str | os.PathLike) -> str:
+    """A short summary of a freshly built package: frames, size, rectangles, models, features."""
+    path = Path(path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    files = manifest["files"]
+    rects = np.asarray(json.loads((path / files["rects"]).read_text()), dtype=np.int64)
+    sizes = rects[:, 2] - rects[:, 0]
+    source = manifest.get("source", {})
+    lines = [
+        f"built {path} from {source.get('dataset')} ({source.get('layout')} layout)",
+        f"  frames:   {manifest['frame_count']} x {manifest['width']}x{manifest['height']} at {manifest['fps']} fps "
+        f"({store_choice(manifest)} store, "
+        f"{sum((path / files[r]).stat().st_size for r in ('frames', 'frames_index') if r in files) / 2**20:.1f} MiB)",
+        f"  rects:    size {sizes.min()}..{sizes.max()} (mean {sizes.mean():.1f}), "
+        f"x1 {rects[:, 0].min()}..{rects[:, 0].max()}, "
+        f"y1 {rects[:, 1].min()}..{rects[:, 1].max()}"
+        + (f", smoothed over {source['smoothing']} frames" if source.get("smoothing") else ""),
+    ]
+    for role, label in (("unet", "unet"), ("encoder", "encoder")):
+        io = manifest["models"][role]
+        size = (path / files[role]).stat().st_size / 2**20
+        lines.append(
+            f"  {label + ':':<9} {files[role]} ({size:.1f} MiB), "
+            f"{', '.join(io['inputs'])} -> {', '.join(io['outputs'])}"
+        )
+    if "features" in files:
+        features = np.load(path / files["features"], mmap_mode="r")
+        lines.append(f"  features: {files['features']} {features.shape[0]}x{features.shape[1]} (pre-extracted)")
+    else:
+        lines.append("  features: none (audio is encoded at render time)")
+    return "\n".join(lines)

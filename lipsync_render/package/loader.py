@@ -33,6 +33,7 @@ from lipsync_render.contract import (
 )
 from lipsync_render.errors import PackageError
 from lipsync_render.package.frame_store import FrameStore, open_frame_store, verify_frames
+from lipsync_render.package.locate import resolve_package_path
 from lipsync_render.package.manifest import (
     MANIFEST,
     check_manifest,
@@ -42,7 +43,6 @@ from lipsync_render.package.manifest import (
     read_manifest,
 )
 
-PACKAGES_ENV = "LIPSYNC_PACKAGES"
 MAX_RECTS_BYTES = 64 << 20
 
 
@@ -86,27 +86,6 @@ def sha256_file(path: Path, chunk_size: int = 1 << 24) -> str:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def package_search_dirs() -> list[Path]:
-    """Where ``--model NAME`` looks, in order: ``./packages``, then each ``$LIPSYNC_PACKAGES`` entry."""
-    return [Path.cwd() / "packages", *(Path(p) for p in os.environ.get(PACKAGES_ENV, "").split(os.pathsep) if p)]
-
-
-def resolve_package_path(name: str | os.PathLike) -> Path:
-    """Find a package by path, else by name in :func:`package_search_dirs`."""
-    text = str(name)
-    direct = Path(text).expanduser()
-    if direct.is_dir() or os.sep in text or text.startswith("."):
-        if not direct.is_dir():
-            raise PackageError(f"Model package directory {direct} does not exist.")
-        return direct
-    candidates = [folder / text for folder in package_search_dirs()]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    looked = ", ".join(dict.fromkeys(str(c.parent) for c in candidates))
-    raise PackageError(f"Unknown model '{text}': no package directory of that name in {looked}.")
 
 
 @dataclass

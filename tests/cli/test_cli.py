@@ -198,3 +198,6 @@ def test_synth_command_makes_a_valid_package(tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["package", "synth", "bad", "--size", "big", "--out-dir", str(tmp_path)])
     assert result.exit_code == 2 and "size must look like" in result.stderr
+    result = runner.invoke(app, ["package", "synth", "odd", "--size", "641x360", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "needs an even width and height" in result.stderr
+    assert not (tmp_path / "odd").exists()

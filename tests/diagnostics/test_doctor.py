@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from lipsync_render.cli.app import app
 from lipsync_render.diagnostics import doctor
+from lipsync_render.diagnostics.doctor import nvidia, packages, providers
 from lipsync_render.runtimes.ort.sessions import CPU, CUDA, cuda_driver_present
 
 runner = CliRunner()
@@ -31,29 +32,29 @@ def test_this_machine(tiny_package):
 
 
 def test_tiny_model_runs_on_the_cpu_provider():
-    assert doctor.session_providers([CPU]) == ([CPU], None)
+    assert providers.session_providers([CPU]) == ([CPU], None)
 
 
 def test_silent_cuda_fallback_is_a_failure(monkeypatch):
     """Driver present, CUDA provider built in, but the session lands on the CPU: the GPU libraries are missing."""
-    monkeypatch.setattr(doctor, "available_providers", lambda: [CUDA, CPU])
-    monkeypatch.setattr(doctor, "session_providers", lambda providers: ([CPU], None))
-    check = doctor.check_cuda_provider(driver=True)
+    monkeypatch.setattr(providers, "available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(providers, "session_providers", lambda providers: ([CPU], None))
+    check = providers.check_cuda_provider(driver=True)
     assert check.status == "fail" and "fell back to the CPU" in check.detail
     assert "onnxruntime-gpu[cuda,cudnn]" in check.fix
 
 
 def test_missing_cuda_libraries_fail_only_with_a_driver(monkeypatch):
-    monkeypatch.setattr(doctor, "first_loadable", lambda names: None)
-    assert doctor.check_cuda_libraries(driver=False).status == "warn"
-    check = doctor.check_cuda_libraries(driver=True)
+    monkeypatch.setattr(nvidia, "first_loadable", lambda names: None)
+    assert nvidia.check_cuda_libraries(driver=False).status == "warn"
+    check = nvidia.check_cuda_libraries(driver=True)
     assert check.status == "fail" and "libcudnn" in check.detail and check.fix
 
 
 def test_low_disk_warns(monkeypatch, tmp_path):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: usage(10 << 30, 9 << 30, 1 << 30))
-    (check,) = doctor.check_disk([tmp_path, tmp_path])
+    monkeypatch.setattr(packages.shutil, "disk_usage", lambda path: usage(10 << 30, 9 << 30, 1 << 30))
+    (check,) = packages.check_disk([tmp_path, tmp_path])
     assert check.status == "warn" and "1.0 GiB free" in check.detail and check.fix
 
 
@@ -61,7 +62,7 @@ def test_corrupted_package_fails_with_a_fix(tiny_package, tmp_path):
     broken = shutil.copytree(tiny_package, tmp_path / "broken")
     with open(broken / "unet.onnx", "ab") as f:
         f.write(b"\0")
-    (check,) = doctor.check_packages([str(broken)])
+    (check,) = packages.check_packages([str(broken)])
     assert check.status == "fail" and "does not match its checksum" in check.detail
     assert f"lipsync package validate {broken}" in check.fix
 
@@ -69,8 +70,8 @@ def test_corrupted_package_fails_with_a_fix(tiny_package, tmp_path):
 def test_packages_found_in_search_dirs(tiny_package, tmp_path):
     (tmp_path / "not-a-package").mkdir()
     shutil.copytree(tiny_package, tmp_path / "one")
-    assert doctor.find_packages([tmp_path]) == [str(tmp_path / "one")]
-    assert doctor.check_packages([])[0].status == "warn"
+    assert packages.find_packages([tmp_path]) == [str(tmp_path / "one")]
+    assert packages.check_packages([])[0].status == "warn"
 
 
 def test_cli_exit_codes(tiny_package, tmp_path):
@@ -88,7 +89,7 @@ def test_cli_exit_codes(tiny_package, tmp_path):
 
 
 def test_torch_line_says_whether_the_backend_can_run(monkeypatch):
-    from lipsync_render.diagnostics import torch_check
+    from lipsync_render.diagnostics.doctor import torch_check
 
     monkeypatch.setattr(torch_check.importlib.util, "find_spec", lambda name: None)
     assert "not installed" in torch_check.check_torch(driver=False).detail

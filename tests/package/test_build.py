@@ -12,17 +12,12 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from lipsync_render.cli.app import app
-from lipsync_render.contract import AUDIO_ENCODER, UNET
+from lipsync_render.contract import AUDIO_ENCODER, UNET, check_model
 from lipsync_render.errors import LipsyncError, PackageError
 from lipsync_render.package import load_package, validate_package
-from lipsync_render.package.build import (
-    build_package,
-    check_model,
-    crop_rect,
-    landmark_rects,
-    read_landmarks,
-    smooth_rects,
-)
+from lipsync_render.package.build import build_package
+from lipsync_render.package.datasets import landmark_rects
+from lipsync_render.package.landmarks import crop_rect, read_landmarks, smooth_rects
 
 WIDTH, HEIGHT = 320, 180
 FRAME_COUNT = 12  # > 10, so that numeric and lexicographic frame order differ
@@ -136,10 +131,10 @@ def write_video(path: Path, count: int, size=(WIDTH, HEIGHT)) -> Path:
 
 
 def decode_video(path: Path) -> list[np.ndarray]:
-    import av
+    """The frames as a player shows them (the exact BT.601/709 decode, not swscale's dark default)."""
+    from lipsync_render.media.video import read_frames_bgr
 
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    return list(read_frames_bgr(path))
 
 
 def write_sanders_dataset(

@@ -18,7 +18,7 @@ from lipsync_render.runtimes.ort.sessions import CUDA, available_providers
 def cuda_runs() -> bool:
     if CUDA not in available_providers():
         return False
-    from lipsync_render.diagnostics.doctor import session_providers
+    from lipsync_render.diagnostics.doctor.providers import session_providers
 
     return session_providers([CUDA])[0][:1] == [CUDA]
 

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from lipsync_render.contract import UNET
-from lipsync_render.diagnostics import doctor
+from lipsync_render.diagnostics.doctor import nvidia, providers
 from lipsync_render.errors import DeviceError
 from lipsync_render.media.video import VideoTarget, encoder_opens
 from lipsync_render.options import SessionOptions
@@ -57,27 +57,27 @@ def test_no_preload_for_a_cpu_session(tiny_package, monkeypatch):
 
 @pytest.mark.parametrize("version, major, driver", [("13.0", "13", "r580"), ("12.4", "12", "r525")])
 def test_doctor_checks_the_libraries_of_the_installed_build(version, major, driver):
-    assert doctor.cuda_libraries(version) == {
+    assert nvidia.cuda_libraries(version) == {
         "cudart": f"libcudart.so.{major}",
         "cublas": f"libcublas.so.{major}",
         "cudnn": "libcudnn.so.9",
     }
-    fix = doctor.gpu_libraries_fix(version)
+    fix = nvidia.gpu_libraries_fix(version)
     assert f"CUDA {major}.x" in fix and driver in fix
 
 
 def test_doctor_names_the_build_version_in_what_is_missing(monkeypatch):
-    monkeypatch.setattr(doctor, "built_cuda_version", lambda: "13.0")
-    monkeypatch.setattr(doctor, "first_loadable", lambda names: None)
-    check = doctor.check_cuda_libraries(driver=True)
+    monkeypatch.setattr(nvidia, "built_cuda_version", lambda: "13.0")
+    monkeypatch.setattr(nvidia, "first_loadable", lambda names: None)
+    check = nvidia.check_cuda_libraries(driver=True)
     assert check.status == "fail" and "libcublas.so.13" in check.detail and "CUDA 13.0" in check.detail
 
 
 def test_doctor_test_model_needs_a_convolution():
     import onnx
 
-    assert [node.op_type for node in onnx.load_from_string(doctor.tiny_model()).graph.node] == ["Conv"]
-    assert doctor.session_providers([CPU]) == ([CPU], None)
+    assert [node.op_type for node in onnx.load_from_string(providers.tiny_model()).graph.node] == ["Conv"]
+    assert providers.session_providers([CPU]) == ([CPU], None)
 
 
 # 2 and 5. TensorRT precision; the audio encoder on CUDA -----------------------------------------------------

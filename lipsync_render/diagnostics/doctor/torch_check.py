@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from lipsync_render.diagnostics.doctor import Check
+from lipsync_render.diagnostics.doctor.check import Check
 
 EXTRA = "pip install 'lipsync-render[torch]'"
 NAME = "torch (optional)"
