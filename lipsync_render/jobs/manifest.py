@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import JOBS, RenderOptions, SessionOptions, options_for, parse_value, split_options
+from lipsync_render.package.locate import names_a_path
 from lipsync_render.paths import first_collision, first_overwritten_input
 
 REQUIRED_COLUMNS = ("audio", "model")
@@ -152,7 +153,7 @@ def _resolve(text: str, base: Path) -> Path:
 
 def _model_reference(text: str, base: Path) -> str:
     """A model path is taken from the manifest's directory; a bare name is looked up as usual when loaded."""
-    if os.sep in text or "/" in text or text.startswith("."):
+    if names_a_path(text):
         return str(_resolve(text, base))
     return text
 
