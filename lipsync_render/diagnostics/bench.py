@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_render import __version__
 from lipsync_render.contract import VIDEO_FPS, ModelContract, ModelIO, read_model_io
-from lipsync_render.diagnostics.host import HostInfo, PeakRSS, host_info, max_rss_mb
 from lipsync_render.errors import LipsyncError
+from lipsync_render.host import HostInfo, PeakRSS, host_info, max_rss_mb
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
+from lipsync_render.media.features import frame_count_for_audio
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import Package
-from lipsync_render.rendering.features import frame_count_for_audio
 from lipsync_render.rendering.frame_order import frame_schedule
 from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.rendering.result import STAGES, RenderResult
@@ -182,7 +183,7 @@ def run_bench(
         settings=settings,
         rows=rows,
         ceilings=Ceilings(encode_fps, frame_total, codec, render.preset, render.crf, package.width, package.height),
-        host=host_info(rows[0].providers, codec, render.preset, render.crf),
+        host=host_info(rows[0].providers, codec, render.preset, render.crf, __version__),
         max_rss_mb=max_rss_mb(),
     )
 

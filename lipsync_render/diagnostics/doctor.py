@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lipsync_render.runtimes.devices import cuda_driver_present, gpu_name
+from lipsync_render.devices import cuda_driver_present, gpu_name
 from lipsync_render.runtimes.ort.sessions import CPU, CUDA, TENSORRT, available_providers, preload_gpu_libraries
 
 LOW_DISK_BYTES = 5 << 30
