@@ -30,8 +30,8 @@ NEEDS = ("torch", "cuda", "ort-cuda", "ort-tensorrt")
 
 def facts(path: Path) -> None:
     """Versions and the reason each need is unmet ('' when met), as JSON and as shell assignments."""
+    from lipsync_render.devices import cuda_driver_present
     from lipsync_render.diagnostics.doctor import check_cuda_provider, check_tensorrt
-    from lipsync_render.runtimes.devices import cuda_driver_present
 
     found: dict = {"python": sys.version.split()[0]}
     need = dict.fromkeys(NEEDS, "")

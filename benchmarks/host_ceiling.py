@@ -110,7 +110,8 @@ def measure(model: str, frames: int, repeat: int) -> dict:
     """One core count (this process's affinity): the render's per-stage CPU figures."""
     import cv2
 
-    from lipsync_render.diagnostics.bench import tiny_unet_twin, write_speech_wav
+    from lipsync_render.diagnostics.bench import write_speech_wav
+    from lipsync_render.diagnostics.ceilings import tiny_unet_twin
     from lipsync_render.options import SessionOptions
     from lipsync_render.package import load_package
     from lipsync_render.rendering.renderer import Renderer

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from lipsync_render.media.audio import AudioStream
+from lipsync_render.media.features import frame_count_for_audio
 from lipsync_render.package import load_package
-from lipsync_render.rendering.features import frame_count_for_audio
 from lipsync_render.rendering.frame_order import frame_schedule
 from lipsync_render.rendering.silence import idle_ranges, stream_still_weights
 

@@ -31,11 +31,12 @@ import numpy as np
 
 from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
+from lipsync_render.media.features import audio_features, frame_block, frame_count_for_audio
 from lipsync_render.media.video import VideoTarget, VideoWriter
+from lipsync_render.model_input import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.package import Package, load_package
-from lipsync_render.rendering.features import audio_features, frame_block, frame_count_for_audio
 from lipsync_render.rendering.frame_order import frame_schedule
-from lipsync_render.rendering.geometry import crop_328, paste_back, prediction_to_uint8, visual_input
+from lipsync_render.rendering.geometry import paste_back
 from lipsync_render.runtimes.ort.runner import OrtModel
 from lipsync_render.runtimes.ort.sessions import default_threads, make_session
 

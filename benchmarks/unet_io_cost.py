@@ -16,9 +16,9 @@ import time
 import numpy as np
 
 from lipsync_render.contract import UNET, UNET_UINT8
+from lipsync_render.model_input import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
-from lipsync_render.rendering.geometry import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.runtimes import get_backend
 
 BATCH, RUNS = 25, 8

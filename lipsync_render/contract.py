@@ -55,7 +55,7 @@ AUDIO_ENCODER = ModelContract("encoder", "audio encoder", (ENCODER_INPUT_SHAPE,)
 CROP_INPUT_SHAPE = (CROP_SIZE, CROP_SIZE, 3)  # the BGR uint8 328 crop, HWC
 PREDICTION_UINT8_SHAPE = (ROI_SIZE, ROI_SIZE, 3)  # the BGR uint8 prediction, HWC, ready to paste
 # The same UNet with its input and output work inside the model (on the device for a GPU): uint8 328 crops in, the
-# ROI, / 255, the mask, x 255 and truncation inside, the uint8 prediction out. Bit-identical to UNET + geometry.py.
+# ROI, / 255, the mask, x 255 and truncation inside, the uint8 prediction out. Bit-identical to UNET + model_input.py.
 UNET_UINT8 = ModelContract(
     "unet",
     "UNet",
@@ -96,6 +96,27 @@ def _model_io(model) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
     inputs = [(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
     outputs = [(v.name, dims(v)) for v in model.graph.output]
     return inputs, outputs
+
+
+_PARAMETRIC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def count_parameters(model) -> int:
+    """Number of elements (floats) in an ``onnx.ModelProto``'s initializers used as weight or bias (inputs 1 and
+    2) of Conv, ConvTranspose, Gemm or MatMul nodes, each initializer counted once.
+
+    Other initializers (Resize scales, Reshape shapes, ...) are not counted. For the full models this equals
+    the trainable parameter count after BatchNorm folding.
+    """
+    sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    used = {
+        name
+        for node in model.graph.node
+        if node.op_type in _PARAMETRIC_OPS
+        for name in node.input[1:3]
+        if name in sizes
+    }
+    return sum(sizes[name] for name in used)
 
 
 def check_model(

@@ -24,9 +24,9 @@ def features_command(
     """Compute the per-frame audio feature table of an audio file."""
     from lipsync_render.contract import AUDIO_ENCODER
     from lipsync_render.media.audio import load_audio
+    from lipsync_render.media.features import encode, encoder_windows, frame_features
     from lipsync_render.media.mel import melspectrogram
     from lipsync_render.package import load_package
-    from lipsync_render.rendering.features import encode, encoder_windows, frame_features
     from lipsync_render.runtimes import get_backend
 
     options = SessionOptions(backend=backend, device=device)

@@ -23,20 +23,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
-from lipsync_render.contract import VIDEO_FPS, ModelContract, ModelIO, read_model_io
-from lipsync_render.diagnostics.host import HostInfo, PeakRSS, host_info, max_rss_mb
+from lipsync_render import __version__
+from lipsync_render.contract import VIDEO_FPS
+from lipsync_render.diagnostics.ceilings import encode_only_fps, tiny_unet_twin, unet_only_fps
 from lipsync_render.errors import LipsyncError
+from lipsync_render.host import HostInfo, PeakRSS, host_info, max_rss_mb
 from lipsync_render.media.audio import SAMPLE_RATE, load_audio
+from lipsync_render.media.features import frame_count_for_audio
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import Package
-from lipsync_render.planning.session_plan import device_settings, effective_threads
-from lipsync_render.rendering.features import frame_count_for_audio
-from lipsync_render.rendering.frame_order import frame_schedule
+from lipsync_render.planning.session_plan import device_settings
+from lipsync_render.planning.settings import effective_threads
 from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.rendering.result import STAGES, RenderResult
-from lipsync_render.runtimes import LoadedModel
 from lipsync_render.runtimes.calibration import babble
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640: N frames of audio make exactly N video frames
@@ -184,7 +183,7 @@ def run_bench(
         settings=settings,
         rows=rows,
         ceilings=Ceilings(encode_fps, frame_total, codec, render.preset, render.crf, package.width, package.height),
-        host=host_info(rows[0].providers, codec, render.preset, render.crf),
+        host=host_info(rows[0].providers, codec, render.preset, render.crf, __version__),
         max_rss_mb=max_rss_mb(),
     )
 
@@ -297,33 +296,6 @@ def set_efficiency(row: BenchRow, encode_fps: float | None) -> None:
     row.efficiency = row.end_to_end_fps / known[lowest]
 
 
-# --- ceilings -------------------------------------------------------------------------------------------------
-
-
-def unet_only_fps(unet: LoadedModel, batch_size: int, batches: int, seed: int = 0) -> float:
-    """UNet frames per second on random inputs of the batch shape (in the UNet's own input types: float inputs,
-    or uint8 crops): median of ``batches`` runs after one warm-up."""
-    inputs = random_inputs(unet.contract, batch_size, np.random.default_rng(seed))
-    unet.run(*inputs)
-    seconds = []
-    for _ in range(max(1, batches)):
-        tick = time.perf_counter()
-        unet.run(*inputs)
-        seconds.append(time.perf_counter() - tick)
-    return batch_size / statistics.median(seconds)
-
-
-def random_inputs(contract: ModelContract, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """One batch of random inputs for a model contract: uint8 pixels, or floats in [0, 1)."""
-    inputs = []
-    for index, shape in enumerate(contract.inputs):
-        if contract.input_dtype(index) == np.uint8:
-            inputs.append(rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8))
-        else:
-            inputs.append(rng.random((batch_size, *shape), dtype=np.float32))
-    return inputs
-
-
 def without_unet_fps(
     package: Package, audio_path: Path, settings: BenchSettings, batch_size: int, workdir: Path
 ) -> float:
@@ -336,47 +308,6 @@ def without_unet_fps(
             renderer.render(audio_path, output, settings.render)
         walls = [timed_render(renderer, audio_path, output, settings.render)[0] for _ in range(settings.repeat)]
     return settings.frames / statistics.median(walls)
-
-
-def tiny_unet_twin(package: Package, workdir: Path) -> Package:
-    """The package with its UNet swapped for the tiny stand-in (same frames, rectangles, encoder, features)."""
-    from lipsync_render.synth.avatar import build_models
-
-    path = workdir / "tiny_unet.onnx"
-    if not path.exists():
-        path.write_bytes(build_models(tiny=True)[0])
-    inputs, outputs = read_model_io(path)
-    io_names = ModelIO([name for name, _ in inputs], [name for name, _ in outputs])
-    return replace(package, unet_path=path, unet_io=io_names)
-
-
-def encode_only_fps(package: Package, frames: int, codec: str, options: RenderOptions, path: Path) -> float:
-    """Frames per second of bare H.264 encoding (time in the encoder only) of the frames a render would show."""
-    import cv2
-
-    from lipsync_render.media.video import VideoTarget, VideoWriter
-
-    target = VideoTarget(
-        path, package.width, package.height, package.fps, encoder=codec, crf=options.crf, preset=options.preset
-    )
-    writer = VideoWriter(target)
-    busy = 0.0
-    try:
-        for index in frame_schedule(frames, package.frame_count):
-            planes = cv2.cvtColor(np.asarray(package.frames[index]), cv2.COLOR_BGR2YUV_I420)
-            tick = time.perf_counter()
-            writer.write_i420(planes)
-            busy += time.perf_counter() - tick
-        tick = time.perf_counter()
-        writer.close()
-        busy += time.perf_counter() - tick
-    except BaseException:
-        writer.abort()
-        raise
-    return frames / busy
-
-
-# --- inputs ---------------------------------------------------------------------------------------------------
 
 
 def write_speech_wav(path: Path, frames: int) -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.diagnostics.bench import BenchReport, BenchRow
-from lipsync_render.diagnostics.host import HostInfo
 from lipsync_render.errors import LipsyncError, OptionError, RenderError
+from lipsync_render.host import HostInfo
 from lipsync_render.paths import replaceable_problem, write_file_atomically
 from lipsync_render.rendering.result import STAGES
 

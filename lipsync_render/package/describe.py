@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import read_model_io
+from lipsync_render.contract import count_parameters, read_model_io
 from lipsync_render.package import MANIFEST, Package, load_package
 from lipsync_render.store_choice import store_choice
 
@@ -75,8 +75,6 @@ def _rect_lines(package: Package) -> list[str]:
 
 def _model_lines(role: str, path) -> list[str]:
     import onnx
-
-    from lipsync_render.synth.architectures import count_parameters
 
     inputs, outputs = read_model_io(path)
     params = count_parameters(onnx.load(str(path)))

@@ -189,7 +189,7 @@ def choice_key(package: Package, options: SessionOptions) -> str:
 
 
 def _cpu_model() -> str:
-    from lipsync_render.diagnostics.host import cpu_model
+    from lipsync_render.host import cpu_model
 
     return cpu_model()
 

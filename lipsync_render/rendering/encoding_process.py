@@ -14,11 +14,19 @@ import queue
 import time
 from dataclasses import replace
 from multiprocessing import shared_memory
+from typing import TYPE_CHECKING
 
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget, VideoWriter
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lipsync_render.media.audio import AudioStream
+    from lipsync_render.options import RenderOptions
+    from lipsync_render.planning.session_plan import SessionPlan
 
 
 class VideoEncoderProcess:
@@ -147,3 +155,22 @@ def _describe(exc: Exception, target: VideoTarget | None) -> str:
         path = getattr(exc, "filename", None) or (target.path if target else "the output")
         return f"Could not write {path}: {exc.strerror or exc}."
     return f"Encoding failed: {type(exc).__name__}: {exc}."
+
+
+def video_target(path: Path, plan: SessionPlan, options: RenderOptions, fps: int, audio: AudioStream) -> VideoTarget:
+    """What the encoder process writes for one render: the plan's encoder and size, the render's quality settings,
+    the audio muxed beside it (its length already counted)."""
+    return VideoTarget(
+        path,
+        *plan.output_size,
+        fps,
+        audio.path,
+        plan.video_encoder,
+        plan.encoder_threads,
+        audio.source.frames,
+        fallback_encoder=plan.fallback_encoder,
+        crf=options.crf,
+        gop=options.gop,
+        preset=options.preset,
+        audio_bitrate=options.audio_bitrate,
+    )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_BINS
-from lipsync_render.rendering import features
+from lipsync_render.media import features
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.runtimes.base import LoadedModel
 

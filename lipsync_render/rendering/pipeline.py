@@ -31,19 +31,21 @@ import numpy as np
 
 from lipsync_render.contract import CROP_INPUT_SHAPE, UNET_UINT8, VISUAL_INPUT_SHAPE, require_finite
 from lipsync_render.errors import LipsyncError, PackageError, RenderError
+from lipsync_render.media import features
 from lipsync_render.media.audio import AudioStream
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
-from lipsync_render.media.video import VideoTarget, software_encoder
+from lipsync_render.media.video import software_encoder
+from lipsync_render.model_input import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.option_values import feather_pixels
 from lipsync_render.options import RenderOptions
 from lipsync_render.paths import replaceable_problem
-from lipsync_render.rendering import cancellation, features, silence
+from lipsync_render.rendering import cancellation, silence
 from lipsync_render.rendering.batches import Batch, plan_batches
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
 from lipsync_render.rendering.compositing_pool import CompositingPoolBroken, FrameOutput, FrameTask
+from lipsync_render.rendering.encoding_process import video_target
 from lipsync_render.rendering.feature_stream import FeatureStream, ring_rows
 from lipsync_render.rendering.frame_order import frame_schedule
-from lipsync_render.rendering.geometry import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.rendering.partials import partial_path
 from lipsync_render.rendering.result import RenderResult
 from lipsync_render.rendering.scheduling import leave_signals_to_the_main_thread, lower_thread_priority
@@ -115,21 +117,8 @@ class RenderRun:
             for name, stage in stages.items()
         ]
         encoder, collector = self.encoder_process, threads[-1]
-        plan, settings = self.plan, self.options
-        target = VideoTarget(
-            partial,
-            *plan.output_size,
-            self.package.fps,
-            self.audio_path,
-            plan.video_encoder,
-            plan.encoder_threads,
-            self.audio.source.frames,
-            fallback_encoder=plan.fallback_encoder,
-            crf=settings.crf,
-            gop=settings.gop,
-            preset=settings.preset,
-            audio_bitrate=settings.audio_bitrate,
-        )
+        plan = self.plan
+        target = video_target(partial, plan, self.options, self.package.fps, self.audio)
         self.video_encoder = target.encoder
         try:
             encoder.open(self.run_id, target)

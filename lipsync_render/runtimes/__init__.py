@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 
+from lipsync_render.devices import DeviceRequest, cuda_driver_present
 from lipsync_render.errors import DeviceError, OptionError
 from lipsync_render.runtimes.base import Backend, LoadedModel
-from lipsync_render.runtimes.devices import DeviceRequest, cuda_driver_present
 from lipsync_render.runtimes.registry import BACKEND_CHOICES, BACKENDS
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from lipsync_render.contract import AUDIO_ENCODER
+from lipsync_render.media.features import audio_features, frame_blocks
+from lipsync_render.model_input import crop_328, visual_input
 from lipsync_render.package import Package
-from lipsync_render.rendering.features import audio_features, frame_blocks
-from lipsync_render.rendering.geometry import crop_328, visual_input
 
 CALIBRATION_FRAMES = 24
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
+from lipsync_render.devices import DeviceRequest
 from lipsync_render.errors import DeviceError
-from lipsync_render.runtimes.devices import DeviceRequest
 
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions

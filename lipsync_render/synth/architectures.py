@@ -322,27 +322,6 @@ def _model(g: _Graph, name: str, inputs, outputs) -> onnx.ModelProto:
     return model
 
 
-_PARAMETRIC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
-
-
-def count_parameters(model: onnx.ModelProto) -> int:
-    """Number of elements (floats) in initializers used as weight or bias (inputs 1 and 2) of Conv,
-    ConvTranspose, Gemm or MatMul nodes, each initializer counted once.
-
-    Other initializers (Resize scales, Reshape shapes, ...) are not counted. For the full models this equals
-    the trainable parameter count after BatchNorm folding.
-    """
-    sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
-    used = {
-        name
-        for node in model.graph.node
-        if node.op_type in _PARAMETRIC_OPS
-        for name in node.input[1:3]
-        if name in sizes
-    }
-    return sum(sizes[name] for name in used)
-
-
 def conv_macs(model: onnx.ModelProto) -> int:
     """Multiply-accumulates of all Conv nodes for one batch item: sum of Cout*(Cin/groups)*k*k*Hout*Wout.
 

@@ -167,7 +167,7 @@ def test_ctrl_c_leaves_no_output(tiny_package, tmp_path, cached_choice):
 
 
 def test_features_command_writes_table_and_mel(tiny_package, short_wav, tmp_path):
-    from lipsync_render.rendering.features import encoder_window_count
+    from lipsync_render.media.features import encoder_window_count
 
     result = runner.invoke(
         app,

@@ -16,9 +16,9 @@ from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.diagnostics import bench, bench_report
 from lipsync_render.errors import LipsyncError, PackageError
 from lipsync_render.media.audio import load_audio
+from lipsync_render.media.features import audio_features, frame_count_for_audio
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import load_package, write_package
-from lipsync_render.rendering.features import audio_features, frame_count_for_audio
 from lipsync_render.rendering.result import STAGES
 from lipsync_render.runtimes import get_backend
 

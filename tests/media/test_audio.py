@@ -8,8 +8,8 @@ import soundfile as sf
 from lipsync_render.errors import AudioError
 from lipsync_render.media import audio
 from lipsync_render.media.audio import SAMPLE_RATE, AudioStream, load_audio
+from lipsync_render.media.features import encoder_window_count
 from lipsync_render.media.mel import melspectrogram
-from lipsync_render.rendering.features import encoder_window_count
 
 
 @pytest.fixture

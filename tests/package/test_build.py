@@ -507,10 +507,11 @@ def test_cli_build_with_a_jpeg_frames_store(tmp_path, models):
 
 
 def test_export_without_torch_explains_the_extra(tmp_path, monkeypatch):
+    from lipsync_render import torch_networks
     from lipsync_render.package import export
 
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
-    monkeypatch.setattr(export, "_modules", None)
+    monkeypatch.setattr(torch_networks, "_modules", None)
     with pytest.raises(LipsyncError, match=r"lipsync-render\[export\]"):
         export.export_onnx(tmp_path, unet=tmp_path / "unet.pth")
 
@@ -529,7 +530,7 @@ def test_export_onnx_matches_torch(tmp_path):
     torch = pytest.importorskip("torch")
     import onnxruntime as ort
 
-    from lipsync_render.package.export import audio_encoder_model, unet_model
+    from lipsync_render.torch_networks import audio_encoder_model, unet_model
 
     torch.manual_seed(0)
     unet, encoder = unet_model().eval(), audio_encoder_model().eval()
@@ -620,7 +621,7 @@ def test_built_package_renders_end_to_end(models, tmp_path, features):
 
 def test_export_refused_by_parity_names_the_override(tmp_path):
     torch = pytest.importorskip("torch")
-    from lipsync_render.package.export import unet_model
+    from lipsync_render.torch_networks import unet_model
 
     torch.manual_seed(0)
     torch.save(unet_model().state_dict(), tmp_path / "unet.pth")

@@ -12,11 +12,11 @@ import soundfile as sf
 
 from lipsync_render.contract import ROI
 from lipsync_render.media.video import read_frames_bgr
+from lipsync_render.model_input import crop_328
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
 from lipsync_render.planning.quality import psnr
 from lipsync_render.rendering.frame_order import frame_schedule
-from lipsync_render.rendering.geometry import crop_328
 from lipsync_render.rendering.renderer import Renderer
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

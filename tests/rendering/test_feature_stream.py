@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from lipsync_render.contract import AUDIO_ENCODER
+from lipsync_render.media.features import audio_features, encoder_window_count, frame_blocks, frame_count_for_audio
 from lipsync_render.media.mel import mel_chunks, mel_frame_count
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
 from lipsync_render.rendering.feature_stream import FeatureStream, ring_rows
-from lipsync_render.rendering.features import audio_features, encoder_window_count, frame_blocks, frame_count_for_audio
 from lipsync_render.runtimes import get_backend
 from lipsync_render.runtimes.calibration import babble
 

@@ -4,15 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lipsync_render.rendering.geometry import (
-    composite_frame,
-    crop_328,
-    cross_fade,
-    feather_alpha,
-    feathered_roi,
-    prediction_to_uint8,
-    visual_input,
-)
+from lipsync_render.model_input import crop_328, prediction_to_uint8, visual_input
+from lipsync_render.rendering.geometry import composite_frame, cross_fade, feather_alpha, feathered_roi
 
 
 def reference_input(frame, rect):

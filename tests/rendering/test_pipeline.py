@@ -13,12 +13,13 @@ import pytest
 from lipsync_render.contract import AUDIO_ENCODER
 from lipsync_render.errors import LipsyncError, RenderError
 from lipsync_render.media.audio import load_audio
+from lipsync_render.media.features import audio_features
 from lipsync_render.media.video import probe, read_frames_bgr
+from lipsync_render.model_input import crop_328, prediction_to_uint8, visual_input
 from lipsync_render.options import RenderOptions, SessionOptions
 from lipsync_render.package import load_package
-from lipsync_render.rendering.features import audio_features
 from lipsync_render.rendering.frame_order import frame_schedule
-from lipsync_render.rendering.geometry import composite_frame, crop_328, prediction_to_uint8, visual_input
+from lipsync_render.rendering.geometry import composite_frame
 from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.runtimes.ort.runner import OrtModel
 
@@ -236,7 +237,7 @@ def render_counting_unet(package, audio, out_dir, **options):
 
 def still_weights_of(audio):
     from lipsync_render.media.audio import AudioStream
-    from lipsync_render.rendering.features import frame_count_for_audio
+    from lipsync_render.media.features import frame_count_for_audio
     from lipsync_render.rendering.silence import stream_still_weights
 
     stream = AudioStream(audio)

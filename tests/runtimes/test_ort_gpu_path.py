@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from lipsync_render.contract import UNET
+from lipsync_render.devices import DeviceRequest
 from lipsync_render.diagnostics.doctor import nvidia, providers
 from lipsync_render.errors import DeviceError
 from lipsync_render.media.video import VideoTarget, encoder_opens
@@ -18,7 +19,6 @@ from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
 from lipsync_render.rendering import encoding_process
 from lipsync_render.rendering.renderer import Renderer
-from lipsync_render.runtimes.devices import DeviceRequest
 from lipsync_render.runtimes.ort import BACKEND, audio_encoder_device, sessions
 from lipsync_render.runtimes.ort.runner import OrtModel, warm_up_failure
 from lipsync_render.runtimes.ort.sessions import CPU, CUDA, TENSORRT, make_session, provider_plan

@@ -1,4 +1,4 @@
-"""Device selection (testable on CPU by its logic) and batched UNet runs."""
+"""Provider selection (testable on CPU by its logic) and batched UNet runs."""
 
 import numpy as np
 import onnx
@@ -7,27 +7,13 @@ import pytest
 from onnx import TensorProto, helper
 
 from lipsync_render.contract import UNET
+from lipsync_render.devices import DeviceRequest, cuda_driver_present
 from lipsync_render.errors import DeviceError
 from lipsync_render.package import load_package
-from lipsync_render.runtimes.devices import DeviceRequest, cuda_driver_present
 from lipsync_render.runtimes.ort.runner import OrtModel
 from lipsync_render.runtimes.ort.sessions import CPU, CUDA, TENSORRT, check_providers, make_session, provider_plan
 
 ALL = [TENSORRT, CUDA, CPU]
-
-
-@pytest.mark.parametrize(
-    "text, kind, index",
-    [("auto", "auto", 0), ("CPU", "cpu", 0), ("cuda", "cuda", 0), ("cuda:1", "cuda", 1), ("tensorrt", "tensorrt", 0)],
-)
-def test_parse_device(text, kind, index):
-    assert DeviceRequest.parse(text) == DeviceRequest(kind, index)
-
-
-@pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:x", "metal"])
-def test_parse_unknown_device(text):
-    with pytest.raises(DeviceError, match="Unknown device"):
-        DeviceRequest.parse(text)
 
 
 def test_auto_uses_cuda_only_with_provider_and_driver():

@@ -7,9 +7,9 @@ from onnx import numpy_helper
 
 from lipsync_render.contract import UNET, UNET_UINT8
 from lipsync_render.errors import PackageError
+from lipsync_render.model_input import prediction_to_uint8, visual_input
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package
-from lipsync_render.rendering.geometry import prediction_to_uint8, visual_input
 from lipsync_render.runtimes import get_backend
 from lipsync_render.runtimes.ort.runner import OrtModel
 from lipsync_render.runtimes.ort.sessions import make_session

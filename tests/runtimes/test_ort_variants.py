@@ -6,13 +6,13 @@ import numpy as np
 import onnx
 import pytest
 
+from lipsync_render.devices import cuda_driver_present
 from lipsync_render.errors import DeviceError, LipsyncError
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import load_package, sha256_file
 from lipsync_render.planning.quality import precision_psnr, psnr
 from lipsync_render.rendering.renderer import Renderer
 from lipsync_render.runtimes.calibration import babble
-from lipsync_render.runtimes.devices import cuda_driver_present
 from lipsync_render.runtimes.ort.sessions import make_session
 from lipsync_render.runtimes.ort.variants import engine_cache_dir, unet_for_precision
 

@@ -73,7 +73,7 @@ def test_tiny_stand_ins_match_onnx_runtime(tiny_package):
 
 
 def test_uint8_unet_equals_the_float_unet_and_host_geometry(random_package):
-    from lipsync_render.rendering.geometry import prediction_to_uint8, visual_input
+    from lipsync_render.model_input import prediction_to_uint8, visual_input
 
     crops = np.random.default_rng(3).integers(0, 256, (3, 328, 328, 3), dtype=np.uint8)
     _, audio = unet_feeds()
@@ -86,8 +86,9 @@ def test_uint8_unet_equals_the_float_unet_and_host_geometry(random_package):
 
 def test_a_real_torch_export_maps_onto_the_networks(tmp_path, torch):
     """A UNet exported by torch.onnx (its own node names and order) loads back into the same weights."""
-    from lipsync_render.package.export import _export, unet_model
+    from lipsync_render.package.export import _export
     from lipsync_render.runtimes.pytorch.onnx_weights import network_from_onnx
+    from lipsync_render.torch_networks import unet_model
 
     torch.manual_seed(0)
     model = unet_model().eval()
@@ -144,8 +145,8 @@ def test_static_padded_buffers_drop_the_padding(tiny_package):
 
 def test_a_synctalk2d_checkpoint_loads_folded(tmp_path, torch):
     """A .pth state_dict (DataParallel's 'module.' prefix included) gives the same network, BatchNorm folded."""
-    from lipsync_render.package.export import audio_encoder_model
     from lipsync_render.runtimes.pytorch.networks import from_checkpoint
+    from lipsync_render.torch_networks import audio_encoder_model
 
     torch.manual_seed(1)
     model = audio_encoder_model().eval()

@@ -5,6 +5,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from lipsync_render.contract import count_parameters
 from lipsync_render.synth.architectures import (
     OPSET,
     RESIDUAL_BRANCH_CONVS,
@@ -12,7 +13,6 @@ from lipsync_render.synth.architectures import (
     build_encoder,
     build_unet,
     conv_macs,
-    count_parameters,
 )
 
 # Spec §4.4 / §2. "Trainable" counts torch parameters incl. BatchNorm gamma/beta; "folded" counts the float

@@ -4,11 +4,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from lipsync_render.contract import AUDIO_ENCODER
-from lipsync_render.rendering import features
-from lipsync_render.rendering import geometry as compositing
+from lipsync_render import model_input
+from lipsync_render.contract import AUDIO_ENCODER, count_parameters
+from lipsync_render.media import features
 from lipsync_render.runtimes.ort.runner import OrtModel
-from lipsync_render.synth.architectures import build_encoder, build_unet, conv_macs, count_parameters
+from lipsync_render.synth.architectures import build_encoder, build_unet, conv_macs
 from lipsync_render.synth.avatar import avatar_frames, avatar_rects
 from lipsync_render.synth.weights import ConstructedWeights, decoded_bump_profiles, logit_fit
 
@@ -61,7 +61,7 @@ def faces():
     frames = list(avatar_frames(count, 1280, 720, seed=1))
     rects = avatar_rects(count, 1280, 720)
     picks = [0, 13, 27]
-    return np.stack([compositing.visual_input(compositing.crop_328(frames[i], rects[i])) for i in picks])
+    return np.stack([model_input.visual_input(model_input.crop_328(frames[i], rects[i])) for i in picks])
 
 
 def _encode(encoder, windows):
@@ -78,7 +78,7 @@ def _render(unet, faces, blocks):
     """uint8 predictions (N, 320, 320, 3) and the uint8 input ROIs they should reproduce."""
     (output,) = unet.run(["output"], {"input": faces, "audio": np.asarray(blocks, np.float32)})
     reference = np.round(faces[:, :3].transpose(0, 2, 3, 1) * 255).astype(np.uint8)
-    return compositing.prediction_to_uint8(output), reference
+    return model_input.prediction_to_uint8(output), reference
 
 
 def _luminance(images):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lipsync_render.devices import cuda_driver_present
 from lipsync_render.diagnostics.doctor.check import Check
 from lipsync_render.diagnostics.doctor.nvidia import check_cuda_libraries, check_driver
 from lipsync_render.diagnostics.doctor.packages import check_disk, check_packages, find_packages, package_search_dirs
@@ -19,7 +20,6 @@ from lipsync_render.diagnostics.doctor.providers import (
 )
 from lipsync_render.diagnostics.doctor.torch_check import check_torch
 from lipsync_render.diagnostics.doctor.video import check_encoder, check_pyav
-from lipsync_render.runtimes.devices import cuda_driver_present
 
 
 def run_checks(models: list[str] | None = None, package_dirs: list[Path] | None = None) -> list[Check]:

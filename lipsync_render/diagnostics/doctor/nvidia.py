@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ctypes
 
+from lipsync_render.devices import cuda_driver_present, gpu_name
 from lipsync_render.diagnostics.doctor.check import Check
-from lipsync_render.runtimes.devices import cuda_driver_present, gpu_name
 from lipsync_render.runtimes.ort.sessions import preload_gpu_libraries
 
 TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.8")

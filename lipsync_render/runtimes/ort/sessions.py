@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from lipsync_render.devices import DeviceRequest, cuda_driver_present
 from lipsync_render.errors import DeviceError
-from lipsync_render.runtimes.devices import DeviceRequest, cuda_driver_present
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The UNet with its input and output work inside the graph: uint8 328 crops in, uint8 predictions out.
 
-The wrapper graph does what ``geometry.visual_input`` and ``prediction_to_uint8`` do on the host, with the same
+The wrapper graph does what ``model_input.visual_input`` and ``prediction_to_uint8`` do on the host, with the same
 float32 arithmetic (Cast, Div by 255 - a division, as the reference - the mask as a multiplication by 0/1, x 255,
 Cast to uint8, which truncates), so its predictions are bit-identical; on a GPU that work runs there and a quarter
 of the bytes cross the bus. A second output, the sum of the float output, is NaN when any output is. Built once
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.contract import CROP_SIZE, ROI_OFFSET, ROI_SIZE
+from lipsync_render.model_input import MASK_COLS, MASK_ROWS
 from lipsync_render.package import Package, sha256_file
 from lipsync_render.package.cache import cache_dir
-from lipsync_render.rendering.geometry import MASK_COLS, MASK_ROWS
 
 WRAPPER_VERSION = 1
 CROPS, PREDICTION, CHECKSUM = "lipsync_uint8_crops", "lipsync_uint8_prediction", "lipsync_output_sum"

@@ -13,11 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from lipsync_render.devices import DeviceRequest, nvidia_smi
 from lipsync_render.errors import LipsyncError
 from lipsync_render.package import Package, sha256_file
 from lipsync_render.package.cache import cache_dir
 from lipsync_render.runtimes.calibration import calibration_inputs
-from lipsync_render.runtimes.devices import DeviceRequest, nvidia_smi
 
 RECIPE_VERSION = 1
 ORT_PRECISIONS = ("fp32", "fp16", "int8")

@@ -14,8 +14,8 @@ import os
 from typing import TYPE_CHECKING
 
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
+from lipsync_render.devices import DeviceRequest, cuda_driver_present
 from lipsync_render.errors import DeviceError
-from lipsync_render.runtimes.devices import DeviceRequest, cuda_driver_present
 
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions

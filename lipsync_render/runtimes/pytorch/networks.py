@@ -1,6 +1,6 @@
 """The SyncTalk_2D networks as torch modules with BatchNorm folded into the convs, and their uint8 input/output.
 
-The full networks are the upstream modules of ``package/export.py`` (attribute for attribute, so a ``.pth``
+The full networks are the upstream modules of ``torch_networks.py`` (attribute for attribute, so a ``.pth``
 state_dict loads) with every BatchNorm fused into the conv before it: the form the package's ONNX graphs have. The
 tiny stand-ins mirror ``synth/architectures.py``'s tiny graphs. Everything here needs torch; it is imported only by
 the torch backend.
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from lipsync_render.contract import ROI_OFFSET, ROI_SIZE
-from lipsync_render.rendering.geometry import MASK_COLS, MASK_ROWS
+from lipsync_render.model_input import MASK_COLS, MASK_ROWS
+from lipsync_render.torch_networks import ENCODER_PREFIX, audio_encoder_model, load_checkpoint, unet_model
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -39,22 +40,16 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
 def folded_unet() -> nn.Module:
     """UNet-328 ('ave') with BatchNorm folded: every conv has a bias, weights still to be loaded."""
-    from lipsync_render.package.export import unet_model
-
     return fold_batchnorm(unet_model())
 
 
 def folded_audio_encoder() -> nn.Module:
     """The AVE audio encoder with BatchNorm folded."""
-    from lipsync_render.package.export import audio_encoder_model
-
     return fold_batchnorm(audio_encoder_model())
 
 
 def from_checkpoint(path: str | os.PathLike, encoder: bool = False) -> nn.Module:
     """A SyncTalk_2D ``.pth`` (UNet, or with ``encoder`` the AVE encoder) loaded strictly, then folded."""
-    from lipsync_render.package.export import ENCODER_PREFIX, audio_encoder_model, load_checkpoint, unet_model
-
     if encoder:
         return fold_batchnorm(load_checkpoint(audio_encoder_model(), path, prefix=ENCODER_PREFIX))
     return fold_batchnorm(load_checkpoint(unet_model(), path))
@@ -104,7 +99,7 @@ class TinyEncoder(nn.Module):
 class Uint8Unet(nn.Module):
     """uint8 328 crops (N, 328, 328, 3) + audio -> uint8 predictions (N, 320, 320, 3) and the float output's sum.
 
-    The same arithmetic as ``geometry.visual_input`` and ``prediction_to_uint8``: float32 / 255 (a division, so
+    The same arithmetic as ``model_input.visual_input`` and ``prediction_to_uint8``: float32 / 255 (a division, so
     bit-identical), the mask by multiplication with 0/1, the output x 255 in float32 and truncated to uint8. The
     sum is NaN when any output is, which is how a broken model is caught without copying floats back.
     """

@@ -7,12 +7,32 @@ outside it), reshaped to (32, 16, 16).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Protocol
+
 import numpy as np
 
-from lipsync_render.contract import AUDIO_BLOCK_SHAPE, FEATURE_DIM, MEL_WINDOW, VIDEO_FPS, require_finite
+from lipsync_render.contract import (
+    AUDIO_BLOCK_SHAPE,
+    FEATURE_DIM,
+    MEL_WINDOW,
+    VIDEO_FPS,
+    ModelContract,
+    require_finite,
+)
 from lipsync_render.media.audio import SAMPLE_RATE
 from lipsync_render.media.mel import MEL_FPS, melspectrogram
-from lipsync_render.runtimes.base import LoadedModel
+
+
+class AudioEncoder(Protocol):
+    """What encoding needs of a loaded audio encoder (any runtime's ``LoadedModel`` has it): run it, and name it
+    in the message when its output is not finite. Declared here so the media layer needs no runtime."""
+
+    contract: ModelContract
+    path: Path | None
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray: ...
+
 
 WINDOW_FRAMES = MEL_WINDOW  # mel frames per encoder window
 BLOCK_ROWS = AUDIO_BLOCK_SHAPE[0] * AUDIO_BLOCK_SHAPE[1] * AUDIO_BLOCK_SHAPE[2] // FEATURE_DIM  # 16: rows k-8..k+7
@@ -63,7 +83,7 @@ def windows_at(mel: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(views[starts][:, None])
 
 
-def encode(audio_encoder: LoadedModel, windows: np.ndarray) -> np.ndarray:
+def encode(audio_encoder: AudioEncoder, windows: np.ndarray) -> np.ndarray:
     """AVE features [N, 512] float32 of encoder windows [N, 1, 80, 16] (the model batches them)."""
     if len(windows) == 0:
         return np.zeros((0, FEATURE_DIM), dtype=np.float32)
@@ -76,7 +96,7 @@ def frame_features(encoded: np.ndarray) -> np.ndarray:
     return np.concatenate([encoded[:1], encoded, encoded[-1:]])
 
 
-def audio_features(samples: np.ndarray, audio_encoder: LoadedModel) -> np.ndarray:
+def audio_features(samples: np.ndarray, audio_encoder: AudioEncoder) -> np.ndarray:
     """Feature table [N_enc + 2, 512] of 16 kHz ``samples``: mel, windows, AVE encoder, end duplication."""
     return frame_features(encode(audio_encoder, encoder_windows(melspectrogram(samples))))
 

@@ -1,4 +1,7 @@
-"""The machine the numbers come from, and the memory a run holds."""
+"""The machine the numbers come from, and the memory a run holds: host facts, below every other layer.
+
+The project's own version is the caller's to give (:func:`host_info`), so this module needs nothing above it.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lipsync_render import __version__
-from lipsync_render.runtimes.devices import nvidia_smi
+from lipsync_render.devices import nvidia_smi
 
 RSS_POLL_SECONDS = 0.05
 MB = 1024 * 1024
@@ -88,8 +90,8 @@ def max_rss_mb() -> float:
     return peak / MB if sys.platform == "darwin" else peak / 1024
 
 
-def host_info(providers: list[str], encoder: str, preset: str, crf: int) -> HostInfo:
-    """CPU, memory, GPU, ONNX Runtime, PyAV/FFmpeg versions and the date."""
+def host_info(providers: list[str], encoder: str, preset: str, crf: int, version: str) -> HostInfo:
+    """CPU, memory, GPU, ONNX Runtime, PyAV/FFmpeg versions and the date; ``version`` is lipsync-render's."""
     import av
     import onnxruntime as ort
     import psutil
@@ -113,7 +115,7 @@ def host_info(providers: list[str], encoder: str, preset: str, crf: int) -> Host
         crf=crf,
         python=platform.python_version(),
         platform=platform.platform(),
-        lipsync_render=__version__,
+        lipsync_render=version,
         date=datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
     )
 

@@ -8,8 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lipsync_render.contract import AUDIO_ENCODER
-from lipsync_render.media.mel import melspectrogram
-from lipsync_render.rendering.features import (
+from lipsync_render.media.features import (
     audio_features,
     encode,
     encoder_window_count,
@@ -20,6 +19,7 @@ from lipsync_render.rendering.features import (
     frame_features,
     window_starts,
 )
+from lipsync_render.media.mel import melspectrogram
 from lipsync_render.runtimes.ort.runner import OrtModel
 
 
