@@ -130,3 +130,13 @@ def test_staging_folders_of_dead_processes_are_swept(staging):
     dead.mkdir()
     mine.mkdir()
     assert sweep_staging() == [dead] and mine.is_dir()
+
+
+def test_the_server_and_this_process_stay_on_loopback(s3, moto_s3, tmp_path):
+    import psutil
+
+    from tests.jobs.cluster_fixtures import non_loopback_sockets
+
+    write_text_atomically("s3://lipsync-test/x.json", "{}")  # connections of this process's s3fs are open now
+    server = psutil.Process(moto_s3.process.pid)
+    assert non_loopback_sockets([server, *server.children(recursive=True), psutil.Process()]) == []
