@@ -1,0 +1,319 @@
+"""Many-machine test fixtures, everything on 127.0.0.1: a moto S3 server and a two-node Ray cluster.
+
+- :class:`MotoServer`: ``python -m moto.server`` on a free loopback port, health-checked over HTTP; s3fs (through
+  botocore) finds it by ``AWS_ENDPOINT_URL``, botocore's own variable, so the code under test has no test hook.
+  The environment also switches off what could reach further: the EC2 instance metadata lookup, the user's AWS
+  config files and any HTTP proxy for loopback.
+- :class:`RayCluster`: a head and a second node, each its own ``ray start`` with its own temporary folder and a
+  custom resource naming it (``lipsync_node_head``, ``lipsync_node_two``), started through ray_loopback.py so
+  that both keep the address 127.0.0.1 (Ray would rewrite it to the routable one); a driver connects with
+  :meth:`RayCluster.driver_env` (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps ``ray.init('127.0.0.1:P')`` as is).
+  Nodes are told apart and killed by their processes: those whose command line names the node's folder, with all
+  their descendants. Teardown kills exactly those (not ``ray stop --force``, which kills every Ray process of
+  the user on the machine, other sessions' included) and checks that none is left. The cluster has a token of its
+  own (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``), so no other session's ~/.ray/auth_token decides for it, and
+  health checks fast enough (``RAY_health_check_*``) that a killed node is declared dead in ~1.5 s.
+- :func:`non_loopback_sockets`: every socket of the given processes that listens or connects off loopback.
+
+Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s, moto in ~1.5 s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+LOOPBACK_WRAPPER = Path(__file__).with_name("ray_loopback.py")
+HEAD_RESOURCE = "lipsync_node_head"
+TWO_RESOURCE = "lipsync_node_two"
+# A killed node is declared dead after period x threshold: ~1.5 s instead of Ray's default ~15 s.
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_initial_delay_ms": "0",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _no_proxy_opener():
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def is_loopback(address: str) -> bool:
+    if address.startswith("::ffff:"):
+        address = address[7:]
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def non_loopback_sockets(processes) -> list[str]:
+    """'pid name local -> remote' for each inet socket of ``processes`` that is not loopback at both ends
+    (a listener on 0.0.0.0 or :: counts: it can be reached from outside)."""
+    found = []
+    for proc in processes:
+        try:
+            connections = proc.net_connections(kind="inet")
+            name = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in connections:
+            ends = [c.laddr] + ([c.raddr] if c.raddr else [])
+            if not all(is_loopback(end.ip) for end in ends):
+                found.append(f"{proc.pid} {name} {c.laddr} -> {c.raddr or '-'} {c.status}")
+    return found
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+class MotoServer:
+    """moto's S3 server on 127.0.0.1 (a subprocess of its own session, stopped by its process id)."""
+
+    def __init__(self, log: Path):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = s3_env(self.endpoint)
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30.0) -> MotoServer:
+        env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES} | self.env
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with _no_proxy_opener().open(f"{self.endpoint}/moto-api/", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"moto server did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def reset(self) -> None:
+        """Empty every bucket (moto's own reset call)."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        _no_proxy_opener().open(request, timeout=10).close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+
+class RayCluster:
+    """A head and a second node of Ray on 127.0.0.1, one CPU each (see the module's docstring)."""
+
+    def __init__(self, env: dict[str, str] | None = None, cpus: int = 1):
+        # Short folders: Ray's Unix socket paths live under them and must stay below 108 characters.
+        self.base = Path(tempfile.mkdtemp(prefix="lr-", dir="/tmp"))
+        self.folders = {"head": self.base / "h", "two": self.base / "2"}
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.cpus = cpus
+        base_env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith("RAY_")}
+        # Ray 2.60 turns token authentication on by itself when ~/.ray/auth_token exists (another session's
+        # ray.init() writes one), and a node started without it cannot join: a token of this cluster's own, explicit.
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.env = base_env | FAST_HEALTH_CHECKS | auth | {"RAY_USAGE_STATS_ENABLED": "0"} | (env or {})
+        self.shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+        self.shm_seen: set[str] = set()
+        self._sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
+
+    def _ray_start(self, node: str, *args: str) -> None:
+        folder = self.folders[node]
+        folder.mkdir()
+        resource = HEAD_RESOURCE if node == "head" else TWO_RESOURCE
+        command = [
+            sys.executable,
+            str(LOOPBACK_WRAPPER),
+            "start",
+            *args,
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={self.cpus}",
+            "--num-gpus=0",
+            f"--temp-dir={folder}",
+            f"--resources={json.dumps({resource: 1})}",
+            "--object-store-memory=80000000",
+            "--disable-usage-stats",
+        ]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"ray start ({node}) failed: {(done.stdout + done.stderr)[-3000:]}")
+
+    def start(self) -> RayCluster:
+        try:
+            self._ray_start("head", "--head", f"--port={self.port}", "--include-dashboard=false")
+            self._ray_start("two", f"--address={self.address}")
+        except BaseException:
+            self.stop()
+            raise
+        self._sampler = threading.Thread(target=self._sample_shm, name="shm-sampler", daemon=True)
+        self._sampler.start()
+        return self
+
+    def _sample_shm(self) -> None:
+        """Note every /dev/shm entry that a cluster process or a descendant of this process (a driver) maps or
+        holds open, 4 times a second: the machine is shared, so only these can be called ours at teardown."""
+        while not self._sampling.wait(0.25):
+            try:
+                procs = self.processes() + psutil.Process().children(recursive=True)
+            except psutil.Error:
+                continue
+            self.shm_seen |= shm_paths(procs)
+
+    def driver_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a driver process (``ray.init(address='127.0.0.1:P')`` or ``--ray 127.0.0.1:P``)."""
+        return self.env | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_ADDRESS": self.address} | (extra or {})
+
+    def processes(self, node: str | None = None) -> list[psutil.Process]:
+        """Every process of one node (or both): command line names its folder, or a descendant of one that does."""
+        folders = [str(f) for name, f in self.folders.items() if node in (None, name)]
+        found: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if any(folder in part for part in cmdline for folder in folders):
+                found[proc.pid] = proc
+                try:
+                    found.update((child.pid, child) for child in proc.children(recursive=True))
+                except psutil.NoSuchProcess:
+                    pass
+        return list(found.values())
+
+    def kill(self, node: str) -> int:
+        """SIGKILL every process of a node (its raylet, agents and workers); how many there were."""
+        procs = self.processes(node)
+        self.shm_seen |= shm_paths(procs)
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+        return len(procs)
+
+    def shm_left(self) -> list[str]:
+        """The /dev/shm entries that processes of this cluster (or drivers) used and that are still there."""
+        return sorted(
+            path for path in self.shm_seen if os.path.basename(path) not in self.shm_before and os.path.exists(path)
+        )
+
+    def stop(self) -> list[str]:
+        """Kill both nodes (the second first), remove the folders; the processes and /dev/shm entries left."""
+        self._sampling.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        for node in ("two", "head"):
+            self.kill(node)
+        left = [f"process {p.pid} {p.name()}" for p in self.processes() if p.is_running()]
+        left += self.shm_left()
+        shutil.rmtree(self.base, ignore_errors=True)
+        return left
+
+
+def shm_paths(processes) -> set[str]:
+    """The /dev/shm paths that ``processes`` map (shared memory, POSIX semaphores) or hold open."""
+    found = set()
+    for proc in processes:
+        try:
+            with open(f"/proc/{proc.pid}/maps") as maps:
+                found.update(line.split(None, 5)[5].strip() for line in maps if "/dev/shm/" in line)
+            for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+                target = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+                if target.startswith("/dev/shm/"):
+                    found.add(target)
+        except OSError:
+            continue
+    return {path.removesuffix(" (deleted)") for path in found if not path.endswith(" (deleted)")}
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    """A moto S3 server for the session, its environment set in this process (s3fs reads it)."""
+    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    pytest.importorskip("s3fs", reason="s3fs is in the test extra")
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in PROXY_VARIABLES:
+            patch.delenv(name, raising=False)
+        for name, value in server.env.items():
+            patch.setenv(name, value)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_s3):
+    """A fresh, empty bucket: its name (moto is reset first)."""
+    import boto3
+
+    moto_s3.reset()
+    boto3.client("s3").create_bucket(Bucket="lipsync-test")
+    return "lipsync-test"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(moto_s3):
+    """A two-node Ray cluster for a test module, its workers given the moto server's environment; torn down
+    with a check that nothing is left."""
+    pytest.importorskip("ray", reason="ray is in the test extra")
+    cluster = RayCluster(env=moto_s3.env).start()
+    try:
+        yield cluster
+    finally:
+        left = cluster.stop()
+        assert not left, f"left behind by the cluster: {left}"
