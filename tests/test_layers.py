@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("package", ("lipsync_render.package.*",)),
+    ("storage", ("lipsync_render.storage.*",)),
     ("synth", ("lipsync_render.synth.*",)),
     ("runtimes", ("lipsync_render.runtimes.*",)),
     ("planning", ("lipsync_render.planning.*",)),
