@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import typer
@@ -140,12 +141,13 @@ def render_many_command(
     if not (math.isfinite(job_timeout) and 1 <= job_timeout <= MAX_JOB_TIMEOUT):
         fail(f"--job-timeout must be at least 1 and at most {MAX_JOB_TIMEOUT} seconds (got {job_timeout:g}).", 2)
     jobs = read_jobs(manifest, out_dir)
+    results_out = sys.stdout  # ours alone: Ray's messages are kept off it while it runs
     cluster = None if ray_address is None else ClusterSettings(ray_address, retries, job_timeout, quiet)
     with JobReporter(len(jobs), enabled=not quiet) as reporter:
 
         def on_result(result) -> None:
             if json_lines:
-                typer.echo(json.dumps(result.to_dict()))
+                typer.echo(json.dumps(result.to_dict()), file=results_out)
             reporter.add(result)
 
         results = run_jobs(
