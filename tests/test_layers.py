@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lipsync_render.errors",
             "lipsync_render.option_values",
             "lipsync_render.paths",
+            "lipsync_render.json_bounded",
             "lipsync_render.store_choice",
             "lipsync_render.host",
             "lipsync_render.devices",

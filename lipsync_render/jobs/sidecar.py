@@ -14,7 +14,7 @@ import socket
 import time
 from pathlib import Path
 
-from lipsync_render import __version__
+from lipsync_render import __version__, json_bounded
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
@@ -81,7 +81,7 @@ def is_up_to_date(job: Job, plan_identity: dict | None) -> bool:
     if plan_identity is None or not job.output.is_file() or not sidecar.is_file():
         return False
     try:
-        record = json.loads(sidecar.read_text())
+        record = json_bounded.read(sidecar)
         if not isinstance(record, dict) or record.get("status") != "ok":
             return False
         if record.get("output_bytes") != job.output.stat().st_size:
@@ -97,7 +97,7 @@ def is_up_to_date(job: Job, plan_identity: dict | None) -> bool:
 
 def recorded_result(job: Job) -> RenderResult:
     """The result of a skipped job, from its sidecar: frames, duration and timings as recorded."""
-    record = json.loads(sidecar_path(job.output).read_text())
+    record = json_bounded.read(sidecar_path(job.output))
     kept = ("frames", "duration", "fps", "seconds", "providers", "video_encoder", "plan")
     plan = record.get("plan") or {}
     return RenderResult(

@@ -108,10 +108,10 @@ class OpenVinoBackend:
                 f"GPU); it runs {', '.join(supported_precisions())} here."
             )
         path = self._model_path(package, contract, precision)
-        from lipsync_render.package.cache import cache_dir
+        from lipsync_render.package.cache import cache_path
 
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache_dir(package) / "openvino")})
+        core.set_property({"CACHE_DIR": str(cache_path(package, "openvino"))})
         threads = 1 if contract is not UNET else options.threads or os.cpu_count() or 1
         config = compile_config(precision, threads)
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from lipsync_render.devices import DeviceRequest, nvidia_smi
 from lipsync_render.errors import LipsyncError
 from lipsync_render.package import Package, sha256_file
-from lipsync_render.package.cache import cache_dir
+from lipsync_render.package.cache import cache_path
 from lipsync_render.runtimes.calibration import calibration_inputs
 
 RECIPE_VERSION = 1
@@ -30,7 +30,7 @@ def unet_for_precision(package: Package, precision: str) -> Path:
     if precision == "fp32":
         return package.unet_path
     digest = sha256_file(package.unet_path)[:16]
-    target = cache_dir(package) / f"unet.{precision}.v{RECIPE_VERSION}.{digest}.onnx"
+    target = cache_path(package, f"unet.{precision}.v{RECIPE_VERSION}.{digest}.onnx")
     if not target.exists():
         build = quantize_int8 if precision == "int8" else convert_fp16
         write_atomically(target, lambda tmp: build(package, tmp))
@@ -41,16 +41,16 @@ def engine_cache_dir(package: Package, model: Path, device: str, precision: str 
     """TensorRT engine cache for a model on this GPU: a folder per engine key (see :func:`engine_key`)."""
     if not device.startswith("tensorrt"):
         return None
-    path = (
-        cache_dir(package)
-        / "tensorrt"
-        / engine_key(
+    path = cache_path(
+        package,
+        "tensorrt",
+        engine_key(
             sha256_file(model),
             gpu_identity(DeviceRequest.parse(device).index),
             tensorrt_version(),
             ort_version(),
             precision,
-        )
+        ),
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
