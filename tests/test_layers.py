@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "lipsync_render.media.*",
             "lipsync_render.contract",
+            "lipsync_render.model_shapes",
             "lipsync_render.model_input",
             "lipsync_render.torch_networks",
         ),

@@ -8,6 +8,7 @@ anything else is a bug that shows a traceback only with --debug.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -37,6 +38,8 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     state["debug"] = debug
+    if not debug and not sys.warnoptions:  # stderr holds our sentences; -W or --debug shows library warnings
+        warnings.simplefilter("ignore")
 
 
 package_app.command("inspect")(package_commands.package_inspect)
@@ -54,6 +57,11 @@ app.command("doctor")(diagnostics_commands.doctor_command)
 def main() -> None:
     """Console-script entry point: usage errors are one sentence too (exit 2), signals end it cleanly."""
     handle_termination_signals()
+    if not sys.warnoptions and "--debug" not in sys.argv:
+        # inherited by helpers Python starts with this interpreter's flags (multiprocessing's resource tracker,
+        # whose 'leaked shared_memory' warnings would otherwise reach the user's terminal)
+        sys.warnoptions.append("ignore")
+        warnings.simplefilter("ignore")
     try:
         code = tidy_placeholders(typer.main.get_command(app))(standalone_mode=False, prog_name="lipsync")
     except typer.TyperException as exc:  # a flag typer itself cannot parse, a missing argument
