@@ -7,6 +7,7 @@ anything else is a bug that shows a traceback only with --debug.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -54,6 +55,28 @@ app.command("render-many")(render_commands.render_many_command)
 app.command("doctor")(diagnostics_commands.doctor_command)
 
 
+def quiet_resource_tracker() -> None:
+    """multiprocessing's resource tracker is a helper process writing to our stderr: killed mid-render (issue 24),
+    it is started again and prints a KeyError traceback for every lock it never saw registered. Its stderr is
+    pointed at /dev/null while it starts (its own output is never one of our sentences); --debug keeps it."""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    start = tracker.ensure_running
+
+    def ensure_running_quietly():
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+                start()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+    tracker.ensure_running = ensure_running_quietly
+
+
 def main() -> None:
     """Console-script entry point: usage errors are one sentence too (exit 2), signals end it cleanly."""
     handle_termination_signals()
@@ -62,6 +85,7 @@ def main() -> None:
         # whose 'leaked shared_memory' warnings would otherwise reach the user's terminal)
         sys.warnoptions.append("ignore")
         warnings.simplefilter("ignore")
+        quiet_resource_tracker()
     try:
         code = tidy_placeholders(typer.main.get_command(app))(standalone_mode=False, prog_name="lipsync")
     except typer.TyperException as exc:  # a flag typer itself cannot parse, a missing argument

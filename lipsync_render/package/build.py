@@ -46,6 +46,9 @@ def build_package(
     if dest.exists() and not (dest / MANIFEST).is_file():
         raise PackageError(f"{dest} already exists and is not a model package; refusing to replace it.")
 
+    problem = folder_replacement_problem(dest, (dataset, unet, encoder, video)) if dest.exists() else None
+    if problem:  # before anything reads the inputs: a rebuilt package replaces its folder whole
+        raise PackageError(problem)
     source = open_dataset(dataset, video)
     unet_path = find_model(unet, dataset, DEFAULT_UNETS, "UNet", "--unet")
     audio_encoder_path = find_model(encoder, dataset, DEFAULT_ENCODERS, "audio encoder", "--encoder")
