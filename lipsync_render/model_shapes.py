@@ -82,8 +82,8 @@ def shape_facts(model, contract, where: str) -> ShapeFacts:
     facts.output_known = bool(output) and None not in output
     if facts.output_known and output != [batch, *contract.output]:
         facts.problems.append(
-            f"{where} computes shape {output} for {batch} sample(s); the contract is "
-            f"[{batch}, {', '.join(map(str, contract.output))}]."
+            f"{where} gives shape {output} for {'one sample' if batch == 1 else f'a batch of {batch}'} (from its "
+            f"operators, unrun); the contract is [{batch}, {', '.join(map(str, contract.output))}]."
         )
     peak = _live_peak(graph, sizes) // batch
     largest = max(sizes.values(), default=0) // batch

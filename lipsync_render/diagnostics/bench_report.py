@@ -301,7 +301,7 @@ def check_save_paths(paths: Sequence[str | os.PathLike], inputs: Sequence[str | 
 def save(report: BenchReport, path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
     """Write the report in the format its suffix names, atomically, describing a failure in one sentence."""
     path = Path(path)
-    inputs = tuple(map(Path, inputs))
+    inputs = tuple(Path(p) for p in inputs if p is not None)
     suffix = path.suffix.lower()
     if suffix == ".png":
         write_file_atomically(path, lambda temporary: save_plot(report, temporary), inputs)

@@ -151,7 +151,7 @@ def test_a_symbolic_output_bomb_is_refused_unrun_under_a_memory_limit(package, s
     result = lipsync("package", "validate", package, limit_bytes=AS_LIMIT)
     assert_one_sentence(result, 4, "needs 10.8 GB for one sample")
     result = lipsync("render", short_wav, "--model", package, "-o", tmp_path / "x.mp4", limit_bytes=AS_LIMIT)
-    assert_one_sentence(result, 4, "computes shape [1, 3, 320, 2812480]")
+    assert_one_sentence(result, 4, "gives shape [1, 3, 320, 2812480]")
 
 
 def test_a_batch_beyond_the_devices_memory_is_refused_by_estimate(tmp_path_factory, short_wav, tmp_path):
