@@ -73,6 +73,8 @@ class ModelIO:
     inputs: list[str]
     outputs: list[str]
     symbolic_output: bool = False  # the first output declares a non-numeric dim after the batch axis
+    fixed_batch: int | None = None  # the batch the model takes when its inputs fix it (an export without dynamic axes)
+    sample_bytes: int = 0  # memory one sample of a batch is planned to take (model_shapes.py; 0: unknown)
 
 
 # Operator domains ONNX Runtime runs besides the standard one (its contrib ops, as in quantised models).
@@ -135,7 +137,11 @@ def check_model(
         inputs, outputs = _model_io(model)
     except Exception as exc:  # onnx raises several unrelated types for a damaged file
         return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
-    graph_problems = _operator_problems(model, where) + _external_data_problems(model, path, root, where)
+    graph_problems = (
+        _opset_problems(model, where)
+        or _operator_problems(model, where)
+        or _external_data_problems(model, path, root, where)
+    )
     if graph_problems:
         return graph_problems, None
     input_names, output_names = [n for n, _ in inputs], [n for n, _ in outputs]
@@ -165,8 +171,14 @@ def check_model(
         )
     if problems:
         return problems, None
-    symbolic = not all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:])
-    return [], ModelIO(input_names, names["outputs"] if names is not None else output_names, symbolic)
+    from lipsync_render.model_shapes import shape_facts
+
+    facts = shape_facts(model, contract, where)
+    if facts.problems:
+        return facts.problems, None
+    symbolic = not all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:]) and not facts.output_known
+    output_names = names["outputs"] if names is not None else output_names
+    return [], ModelIO(input_names, output_names, symbolic, facts.fixed_batch, facts.sample_bytes)
 
 
 def require_finite(values: np.ndarray, contract: ModelContract, path: Path | None) -> np.ndarray:
@@ -179,6 +191,17 @@ def require_finite(values: np.ndarray, contract: ModelContract, path: Path | Non
     return values
 
 
+def require_output_shape(output: np.ndarray, count: int, contract: ModelContract, path: Path | None) -> np.ndarray:
+    """``output`` when it holds ``count`` samples of the contract's output shape; a model whose output is not what
+    it declared is a broken package (PackageError), not a reshape error."""
+    if tuple(np.shape(output)) != (count, *contract.output):
+        raise PackageError(
+            f"The {contract.label} model {path or ''} gave shape {list(np.shape(output))} for {count} sample(s); "
+            f"the contract is [{count}, {', '.join(map(str, contract.output))}]."
+        )
+    return output
+
+
 def _graphs(graph):
     """A graph and every subgraph inside its nodes (If/Loop/Scan bodies)."""
     yield graph
@@ -186,6 +209,17 @@ def _graphs(graph):
         for attribute in node.attribute:
             for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
                 yield from _graphs(sub)
+
+
+def _opset_problems(model, where: str) -> list[str]:
+    """An operator set newer than this tool's ONNX knows is a package problem (exit 4), not a device one."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and not 1 <= entry.version <= newest:
+            return [f"{where} uses ONNX opset {entry.version}; this tool runs opsets 1 to {newest}."]
+    return []
 
 
 def _operator_problems(model, where: str) -> list[str]:

@@ -25,18 +25,23 @@ def features_command(
 ) -> None:
     """Compute the per-frame audio feature table of an audio file."""
     from lipsync_render.contract import AUDIO_ENCODER
+    from lipsync_render.errors import RenderError
     from lipsync_render.media.audio import load_audio
     from lipsync_render.media.features import encode, encoder_windows, frame_features
     from lipsync_render.media.mel import melspectrogram
     from lipsync_render.package import load_package
+    from lipsync_render.paths import output_problem
     from lipsync_render.runtimes import get_backend
 
     options = SessionOptions(backend=backend, device=device)
     package = load_package(model, verify_checksums=False)
+    inputs = (audio, *package.files)
+    problem = output_problem([output, mel], inputs)  # before any work, and before the first file is written
+    if problem:
+        raise RenderError(problem)
     audio_encoder = get_backend(options.backend, options.device).load(package, AUDIO_ENCODER, options)
     spectrogram = melspectrogram(load_audio(audio))
     table = frame_features(encode(audio_encoder, encoder_windows(spectrogram)))
-    inputs = (audio, *package.files)
     _save_npy(output, table, inputs)
     if mel is not None:
         _save_npy(mel, spectrogram, inputs)

@@ -12,7 +12,6 @@ Every input is checked when the dataset is opened; the frames are streamed later
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_render import json_bounded
 from lipsync_render.contract import check_features, parse_rects
 from lipsync_render.errors import PackageError
 from lipsync_render.package.dataset_video import video_frames, video_size
@@ -95,9 +95,9 @@ def landmark_rects(
 def read_rects_json(path: Path) -> np.ndarray:
     """Rectangles of the pre-processed layout: a list of [x1, y1, x2, y2], or a dict "<i>": {"rect": [...]}."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackageError(f"Cannot read crop rectangles from {path} ({exc}).") from None
+        data = json_bounded.read(path, 64 << 20)
+    except json_bounded.JsonProblem as exc:
+        raise PackageError(f"Cannot read crop rectangles: {exc}") from None
     if isinstance(data, dict):
         if not all(str(key).isdigit() for key in data) or sorted(map(int, data)) != list(range(len(data))):
             raise PackageError(f"{path} must map frame indices '0'..'{len(data) - 1}' to rectangles.")

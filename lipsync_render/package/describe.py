@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_render import json_bounded
 from lipsync_render.contract import count_parameters, read_model_io
 from lipsync_render.package import MANIFEST, Package, load_package
 from lipsync_render.store_choice import store_choice
@@ -100,9 +101,9 @@ def _features_line(package: Package) -> str:
 def describe_build(path: str | os.PathLike) -> str:
     """A short summary of a freshly built package: frames, size, rectangles, models, features."""
     path = Path(path)
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = json_bounded.read(path / MANIFEST)
     files = manifest["files"]
-    rects = np.asarray(json.loads((path / files["rects"]).read_text()), dtype=np.int64)
+    rects = np.asarray(json_bounded.read(path / files["rects"], 64 << 20), dtype=np.int64)
     sizes = rects[:, 2] - rects[:, 0]
     source = manifest.get("source", {})
     lines = [

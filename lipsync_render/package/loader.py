@@ -39,6 +39,7 @@ from lipsync_render.package.manifest import (
     check_manifest,
     checksum_entries,
     file_paths,
+    input_files,
     read_json,
     read_manifest,
 )
@@ -70,8 +71,8 @@ class Package:
 
     @property
     def files(self) -> tuple[Path, ...]:
-        """Every file of the package: its manifest and the files it names."""
-        return (self.root / MANIFEST, *(self.root / rel for rel in self.manifest["files"].values() if rel))
+        """Every file of the package no output may replace (see manifest.input_files)."""
+        return input_files(self.root, self.manifest)
 
     @property
     def checksum(self) -> str:

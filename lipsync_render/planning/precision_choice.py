@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from lipsync_render import __version__
+from lipsync_render import __version__, json_bounded
 from lipsync_render.contract import UNET
 from lipsync_render.errors import DeviceError
 from lipsync_render.options import SessionOptions
@@ -102,7 +102,7 @@ def _fastest_beating(baseline: Measurement, measurements: list[Measurement]) -> 
 
 def choose_precision(package: Package, options: SessionOptions, on_progress=None) -> PrecisionChoice:
     """The choice for this package and host: from the cache, else measured now (and cached)."""
-    from lipsync_render.package.cache import cache_dir
+    from lipsync_render.package.cache import cache_path
 
     cached = cached_choice(package, options)
     if cached is not None:
@@ -112,7 +112,7 @@ def choose_precision(package: Package, options: SessionOptions, on_progress=None
     measurements = measure(package, options)
     best = pick(measurements, options.backend)
     choice = PrecisionChoice(best.backend, best.precision, best.psnr_db, best.ms_per_frame, measurements)
-    path = cache_dir(package) / CACHE_FILE
+    path = cache_path(package, CACHE_FILE)
     entries = _read_cache(path)
     entries[choice_key(package, options)] = {k: v for k, v in asdict(choice).items() if k != "cached"}
     _write_cache(path, entries)
@@ -196,9 +196,9 @@ def _cpu_model() -> str:
 
 def _read_cache(path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json_bounded.read(path)
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, json_bounded.JsonProblem):
         return {}
 
 
@@ -210,9 +210,9 @@ def _write_cache(path, entries: dict) -> None:
 
 def cached_choice(package: Package, options: SessionOptions) -> PrecisionChoice | None:
     """The cached choice, without measuring (for doctor and resume checks)."""
-    from lipsync_render.package.cache import cache_dir
+    from lipsync_render.package.cache import cache_path
 
-    entry = _read_cache(cache_dir(package) / CACHE_FILE).get(choice_key(package, options))
+    entry = _read_cache(cache_path(package, CACHE_FILE)).get(choice_key(package, options))
     if entry is None:
         return None
     measurements = [Measurement(**m) for m in entry.pop("measurements")]

@@ -20,7 +20,6 @@ installed package. Lock files are never deleted (an unlinked lock file would let
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from lipsync_render import json_bounded
 from lipsync_render.errors import OptionError, PackageError
 from lipsync_render.package.loader import check_package
 from lipsync_render.package.manifest import MANIFEST, MAX_MANIFEST_BYTES, check_manifest
@@ -135,9 +135,9 @@ def _installed(entry: Path, checksum: str) -> bool:
 def _install(loc: Location, manifest_bytes: bytes, entry: Path, limit: int) -> None:
     shown = redact(loc.text)
     try:
-        manifest = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PackageError(f"{shown}/{MANIFEST} is not valid JSON ({exc}).") from None
+        manifest = json_bounded.loads(manifest_bytes, f"{shown}/{MANIFEST}")
+    except json_bounded.JsonProblem as exc:
+        raise PackageError(str(exc)) from None
     if not isinstance(manifest, dict):
         raise PackageError(f"{shown}/{MANIFEST} must hold a JSON object.")
     problems = check_manifest(manifest, f"{shown}/{MANIFEST}")
