@@ -118,6 +118,7 @@ def render_many_command(
     ray_address: str | None = typer.Option(None, "--ray", help="Fan out over Ray: a cluster address, auto or local."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per job on stdout as it finishes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, per-job lines or summary."),
+    review: Path | None = typer.Option(None, "--review", help="Also write a review page of the outputs (HTML)."),
 ) -> None:
     """Render every job of a manifest; with --skip-existing a rerun resumes where the last one stopped."""
     from lipsync_render.cli.progress import JobReporter
@@ -140,5 +141,9 @@ def render_many_command(
             on_frames=reporter.frames,
         )
     reporter.summary()
+    if review is not None:
+        from lipsync_render.review import review_outputs
+
+        review_outputs([job.output for job in jobs if job.output.is_file()], review)
     if any(r.status == "error" for r in results) or len(results) < len(jobs):
         raise typer.Exit(1)
