@@ -266,26 +266,40 @@ def _dims(dims: list) -> str:
     return "[" + ", ".join(map(str, dims)) + "]"
 
 
-def parse_rects(data: object, path: Path) -> np.ndarray:
+NO_FACE = (-1, -1, -1, -1)  # the row of a null rectangle (a frame without a face) in an (N, 4) array
+
+
+def parse_rects(data: object, path: Path, allow_null: bool = False) -> np.ndarray:
     """Rectangles from JSON data: a non-empty list of [x1, y1, x2, y2] integers, as (N, 4) int64; else PackageError.
+    With ``allow_null`` an entry may be null (the frame has no face): its row is :data:`NO_FACE`.
 
     Every value is checked as an integer before any cast, so no float or huge value can wrap into the frame.
     """
-    rects = np.asarray(data, dtype=object) if isinstance(data, list) else np.empty((0,))
-    if (
-        rects.ndim != 2
-        or rects.shape[1:] != (4,)
-        or not rects.size
-        or not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in rects.flat)
-    ):
-        raise PackageError(f"{path} must hold one [x1, y1, x2, y2] integer rectangle per frame.")
-    return rects.astype(np.int64)
+    rows = data if isinstance(data, list) else []
+    if not rows or not all((allow_null and row is None) or _is_rect(row) for row in rows):
+        what = "integer rectangle (or null: no face)" if allow_null else "integer rectangle"
+        raise PackageError(f"{path} must hold one [x1, y1, x2, y2] {what} per frame.")
+    return np.array([NO_FACE if row is None else row for row in rows], dtype=np.int64).reshape(-1, 4)
+
+
+def _is_rect(row: object) -> bool:
+    return (
+        isinstance(row, list)
+        and len(row) == 4
+        and all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in row)
+    )
+
+
+def face_rows(rects: np.ndarray) -> np.ndarray:
+    """(N,) bool: True where a rectangle is a face's, False where it is null (:data:`NO_FACE`)."""
+    return ~(np.asarray(rects).reshape(-1, 4) == NO_FACE).all(axis=1)
 
 
 def check_rects(rects: np.ndarray, width: int, height: int, sources: Path | Sequence[Path]) -> list[str]:
     """One sentence per kind of bad rectangle (empty, not square, outside the frame), naming the first and where
-    it came from (``sources``: one file for all rectangles, or one per rectangle)."""
-    x1, y1, x2, y2 = np.asarray(rects, dtype=np.int64).T
+    it came from (``sources``: one file for all rectangles, or one per rectangle); null rectangles are skipped."""
+    faces = face_rows(rects)
+    x1, y1, x2, y2 = np.asarray(rects, dtype=np.int64).reshape(-1, 4).T
     kinds = (
         ((x2 <= x1) | (y2 <= y1), "is empty"),
         ((x2 - x1) != (y2 - y1), "is not square"),
@@ -293,7 +307,7 @@ def check_rects(rects: np.ndarray, width: int, height: int, sources: Path | Sequ
     )
     problems = []
     for bad, what in kinds:
-        hits = np.flatnonzero(bad)
+        hits = np.flatnonzero(bad & faces)
         if hits.size:
             i = int(hits[0])
             source = sources if isinstance(sources, Path) else sources[i]

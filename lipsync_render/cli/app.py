@@ -14,7 +14,7 @@ import warnings
 import typer
 
 from lipsync_render import __version__
-from lipsync_render.cli import diagnostics_commands, package_commands, render_commands
+from lipsync_render.cli import diagnostics_commands, package_commands, render_commands, review_commands
 from lipsync_render.cli.exits import handle_termination_signals, interrupted, state
 from lipsync_render.cli.help_format import tidy_placeholders
 
@@ -53,6 +53,7 @@ package_app.command("export-onnx")(package_commands.package_export_onnx)
 app.command("bench")(diagnostics_commands.bench_command)
 app.command("render-many")(render_commands.render_many_command)
 app.command("doctor")(diagnostics_commands.doctor_command)
+app.command("review")(review_commands.review_command)
 
 
 def quiet_resource_tracker() -> None:

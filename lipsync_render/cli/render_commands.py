@@ -135,6 +135,7 @@ def render_many_command(
     ),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per job on stdout as it finishes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, per-job lines or summary."),
+    review: Path | None = typer.Option(None, "--review", help="Also write a review page of the outputs (HTML)."),
 ) -> None:
     """Render every job of a manifest; with --skip-existing a rerun resumes where the last one stopped."""
     from lipsync_render.cli.progress import JobReporter
@@ -164,5 +165,11 @@ def render_many_command(
             on_frames=reporter.frames,
         )
     reporter.summary()
+    if review is not None:
+        from lipsync_render.review import review_outputs
+        from lipsync_render.storage import is_url
+
+        local = [Path(job.output) for job in jobs if not is_url(job.output)]  # the page reads local files
+        review_outputs([path for path in local if path.is_file()], review)
     if any(r.status == "error" for r in results) or len(results) < len(jobs):
         raise typer.Exit(1)

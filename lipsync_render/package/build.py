@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from lipsync_render.contract import AUDIO_ENCODER, UNET, check_rects
+from lipsync_render.contract import AUDIO_ENCODER, UNET, check_rects, face_rows
 from lipsync_render.errors import PackageError
 from lipsync_render.package.dataset_models import DEFAULT_ENCODERS, DEFAULT_UNETS, find_model, require_model
 from lipsync_render.package.datasets import open_dataset
@@ -58,6 +58,10 @@ def build_package(
         raise PackageError(problem)
     require_model(unet_path, UNET)
     require_model(audio_encoder_path, AUDIO_ENCODER)
+    if not face_rows(source.rects).any():
+        raise PackageError(
+            f"No frame of {source.rects_origin} has a face (every rectangle missing or degenerate): nothing to render."
+        )
     problems = check_rects(source.rects, source.width, source.height, source.rect_sources)
     if problems:
         raise PackageError(problems[0])

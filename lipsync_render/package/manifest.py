@@ -16,8 +16,11 @@ from lipsync_render.paths import contained_path
 from lipsync_render.store_choice import check_store_entry
 
 FORMAT = "lipsync-package"
-FORMAT_VERSION = 2  # 2 added the 'frames_store' entry (npy or jpeg); version 1 packages (always npy) still load
-READABLE_VERSIONS = (1, FORMAT_VERSION)
+# 2 added the 'frames_store' entry (npy or jpeg); 3 allows null rectangles (frames without a face), which older
+# readers would crash on, so a package is written as version 3 only when it has one. Versions 1 and 2 still load.
+FORMAT_VERSION = 3
+NULL_RECTS_VERSION = 3
+READABLE_VERSIONS = (1, 2, FORMAT_VERSION)
 MANIFEST = "package.json"
 MAX_MANIFEST_BYTES = 1 << 20
 MIN_SIDE, MAX_SIDE = 16, 4096  # frame width and height, pixels; even, for yuv420p
