@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.errors import PackageError
+from lipsync_render.onnx_graph import EXTERNAL, Graph, read_graph
+from lipsync_render.onnx_ops import STANDARD_OPS
 
 VIDEO_FPS = 25  # one audio feature row per video frame: the models are trained at 25 fps
 CROP_SIZE = 328  # the face crop every rectangle is resized to
@@ -81,20 +83,17 @@ RUNTIME_DOMAINS = ("com.microsoft",)
 
 def read_model_io(path: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
     """(name, dims) of a model's graph inputs and outputs, without loading its weights."""
-    import onnx
-
-    return _model_io(onnx.load(str(path), load_external_data=False))
+    return _model_io(read_graph(path))
 
 
-def _model_io(model) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
-    initializers = {init.name for init in model.graph.initializer}
+def _model_io(graph: Graph) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    initializers = {tensor.name for tensor in graph.initializers}
 
-    def dims(value_info) -> list:
-        shape = value_info.type.tensor_type.shape
-        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+    def dims(info) -> list:
+        return [d.value if d.value is not None else (d.param or "?") for d in info.dims]
 
-    inputs = [(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
-    outputs = [(v.name, dims(v)) for v in model.graph.output]
+    inputs = [(v.name, dims(v)) for v in graph.inputs if v.name not in initializers]
+    outputs = [(v.name, dims(v)) for v in graph.outputs]
     return inputs, outputs
 
 
@@ -125,17 +124,16 @@ def check_model(
     """(problems, names) of an ONNX model against the contract and, when given, a manifest's names.
 
     Every operator must be a standard one (or ONNX Runtime's own), and weights stored outside the file must lie
-    inside ``root`` (the package directory; None: no external weights at all).
+    inside ``root`` (the package directory; None: no external weights at all). The file is read by ``onnx_graph``,
+    not ``onnx``, whose import alone cost a render half a second of CPU.
     """
-    import onnx
-
     where = f"The {contract.label} model {path}"
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        inputs, outputs = _model_io(model)
-    except Exception as exc:  # onnx raises several unrelated types for a damaged file
-        return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
-    graph_problems = _operator_problems(model, where) + _external_data_problems(model, path, root, where)
+        graph = read_graph(path)
+        inputs, outputs = _model_io(graph)
+    except (ValueError, OSError) as exc:
+        return [f"{where} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})."], None
+    graph_problems = _operator_problems(graph, where) + _external_data_problems(graph, path, root, where)
     if graph_problems:
         return graph_problems, None
     input_names, output_names = [n for n, _ in inputs], [n for n, _ in outputs]
@@ -179,47 +177,34 @@ def require_finite(values: np.ndarray, contract: ModelContract, path: Path | Non
     return values
 
 
-def _graphs(graph):
-    """A graph and every subgraph inside its nodes (If/Loop/Scan bodies)."""
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                yield from _graphs(sub)
-
-
-def _operator_problems(model, where: str) -> list[str]:
-    import onnx
-
-    for graph in _graphs(model.graph):
-        for node in graph.node:
+def _operator_problems(graph: Graph, where: str) -> list[str]:
+    for sub in graph.walk():
+        for node in sub.nodes:
             domain = node.domain or ""
             if domain in RUNTIME_DOMAINS:
                 continue
             if domain not in ("", "ai.onnx"):
                 return [f"{where} uses the custom operator {domain}::{node.op_type}, which this tool cannot run."]
-            if not onnx.defs.has(node.op_type):
+            if node.op_type not in STANDARD_OPS:
                 return [f"{where} uses the unknown operator '{node.op_type}'."]
     return []
 
 
-def _external_data_problems(model, path: Path, root: Path | None, where: str) -> list[str]:
+def _external_data_problems(graph: Graph, path: Path, root: Path | None, where: str) -> list[str]:
     """Weights stored in other files must be files inside ``root``."""
-    import onnx
-
     from lipsync_render.paths import contained_path
 
-    for graph in _graphs(model.graph):
-        for tensor in graph.initializer:
-            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+    for sub in graph.walk():
+        for tensor in sub.initializers:
+            if tensor.data_location != EXTERNAL:
                 continue
-            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
-            if root is None:
-                return [f"{where} keeps weights in another file ({location}); save the model as one file."]
-            relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
-            inside = relative is not None and ".." not in Path(location).parts and contained_path(root, str(relative))
-            if not inside:
-                return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
+            for location in [value for key, value in tensor.external_data if key == "location"] or [""]:
+                if root is None:
+                    return [f"{where} keeps weights in another file ({location}); save the model as one file."]
+                relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
+                inside = relative is not None and ".." not in Path(location).parts
+                if not (inside and contained_path(root, str(relative))):
+                    return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
     return []
 
 
