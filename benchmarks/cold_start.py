@@ -52,11 +52,14 @@ NAIVE_PACKAGE = "100 frames, 1280x720, npy"
 # Runs the real CLI in this fresh interpreter, noting when the first frame was encoded (the progress callback).
 CHILD = """
 import os, sys, time
+if os.environ.get("LIPSYNC_SOURCE"):  # the baseline checkout, not the installed (editable) one
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+    sys.path.insert(0, os.environ["LIPSYNC_SOURCE"])
 from lipsync_render.rendering import renderer
 plain = renderer.Renderer.render
 def render(self, audio, output, options=None, on_progress=None):
     def progress(done, total):
-        if not os.path.exists(os.environ["COLD_START_MARK"]):
+        if "COLD_START_MARK" in os.environ and not os.path.exists(os.environ["COLD_START_MARK"]):
             with open(os.environ["COLD_START_MARK"], "w") as f:
                 f.write(repr(time.time()))
         if on_progress is not None:
@@ -90,9 +93,13 @@ def write_audio(path: Path, seconds: float) -> Path:
     return path
 
 
-def timed(command: list[str], mark: Path | None = None) -> dict:
-    """Run ``command``; wall seconds from launch, CPU seconds of its whole process tree, first frame if marked."""
+def timed(command: list[str], mark: Path | None = None, source: Path | None = None) -> dict:
+    """Run ``command``; wall seconds from launch, CPU seconds of its whole process tree, first frame if marked.
+    ``source``: a checkout whose lipsync_render the command imports instead (the baseline; its spawned helper
+    processes still import the installed one)."""
     env = dict(os.environ)
+    if source is not None:
+        env["LIPSYNC_SOURCE"] = str(source)
     if mark is not None:
         mark.unlink(missing_ok=True)
         env["COLD_START_MARK"] = str(mark)
@@ -127,29 +134,33 @@ def load_note() -> str:
     return "load average " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def packages_section(root: Path, scratch: Path, repeat: int) -> None:
+def packages_section(root: Path, scratch: Path, repeat: int, baseline: Path | None) -> None:
     audio = write_audio(scratch / "two.wav", 2.0)
     paths = {label: build(root, label) for label in PACKAGES}
     sizes = {label: sum(f.stat().st_size for f in p.iterdir() if f.is_file()) / 1e9 for label, p in paths.items()}
+    sources = {"": None, " (baseline)": baseline} if baseline else {"": None}
     for path in paths.values():  # untimed: precision choice, verified record, page cache
-        timed(render_call(path, [audio], scratch, None))
+        for source in sources.values():
+            timed(render_call(path, [audio], scratch, scratch / "mark"), None, source)
     print(f"packages: warm-up done, {load_note()}", flush=True)
-    runs = {label: [] for label in PACKAGES}
+    runs = {label + tag: [] for label in PACKAGES for tag in sources}
     for round_ in range(repeat):
         for label, path in paths.items():
-            run = timed(render_call(path, [audio], scratch, scratch / "mark"))
-            runs[label].append(run)
-            print(
-                f"round {round_ + 1} {label}: first frame {run['first_frame']:.2f} s, whole {run['wall']:.2f} s, "
-                f"render {run['render']:.2f} s, fixed {run['fixed']:.2f} s, CPU {run['cpu']:.2f} s",
-                flush=True,
-            )
+            for tag, source in sources.items():
+                run = timed(render_call(path, [audio], scratch, scratch / "mark"), scratch / "mark", source)
+                runs[label + tag].append(run)
+                print(
+                    f"round {round_ + 1} {label}{tag}: first frame {run['first_frame']:.2f} s, "
+                    f"whole {run['wall']:.2f} s, render {run['render']:.2f} s, fixed {run['fixed']:.2f} s, "
+                    f"CPU {run['cpu']:.2f} s",
+                    flush=True,
+                )
     print(f"\n2 s of audio (50 frames), {repeat} rounds, median (min-max), seconds; {load_note()} at the end\n")
     print("| package | GB | launch to first frame | whole process | render | fixed cost | CPU, process tree |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, rows in runs.items():
         cells = [spread([r[k] for r in rows]) for k in ("first_frame", "wall", "render", "fixed", "cpu")]
-        print(f"| {label} | {sizes[label]:.2f} | " + " | ".join(cells) + " |")
+        print(f"| {label} | {sizes[label.split(' (')[0]]:.2f} | " + " | ".join(cells) + " |")
 
 
 def loop_section(root: Path, scratch: Path, repeat: int, seconds: float) -> None:
@@ -221,6 +232,7 @@ def main() -> None:
     parser.add_argument("--loop-repeat", type=int, default=1, help="Rounds of the 20-file comparison.")
     parser.add_argument("--loop-seconds", type=float, default=2.0, help="Length of each of the 20 files.")
     parser.add_argument("--sections", default="packages,loop,naive", help="Any of packages, loop, naive.")
+    parser.add_argument("--baseline", type=Path, help="A checkout of another version, measured alongside (packages).")
     parser.add_argument("--keep", action="store_true", help="Keep the packages under --dir (GBs) for a rerun.")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -229,7 +241,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             if "packages" in sections:
-                packages_section(args.dir, Path(scratch), args.repeat)
+                packages_section(args.dir, Path(scratch), args.repeat, args.baseline)
             if "loop" in sections:
                 loop_section(args.dir, Path(scratch), args.loop_repeat, args.loop_seconds)
             if "naive" in sections:
