@@ -134,16 +134,18 @@ def load_note() -> str:
     return "load average " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def packages_section(root: Path, scratch: Path, repeat: int, baseline: Path | None) -> None:
-    audio = write_audio(scratch / "two.wav", 2.0)
-    paths = {label: build(root, label) for label in PACKAGES}
+def packages_section(
+    root: Path, scratch: Path, repeat: int, baseline: Path | None, seconds: float, only: list[str] | None
+) -> None:
+    audio = write_audio(scratch / "two.wav", seconds)
+    paths = {label: build(root, label) for label in PACKAGES if not only or label in only}
     sizes = {label: sum(f.stat().st_size for f in p.iterdir() if f.is_file()) / 1e9 for label, p in paths.items()}
     sources = {"": None, " (baseline)": baseline} if baseline else {"": None}
     for path in paths.values():  # untimed: precision choice, verified record, page cache
         for source in sources.values():
             timed(render_call(path, [audio], scratch, scratch / "mark"), None, source)
     print(f"packages: warm-up done, {load_note()}", flush=True)
-    runs = {label + tag: [] for label in PACKAGES for tag in sources}
+    runs = {label + tag: [] for label in paths for tag in sources}
     for round_ in range(repeat):
         for label, path in paths.items():
             for tag, source in sources.items():
@@ -155,7 +157,7 @@ def packages_section(root: Path, scratch: Path, repeat: int, baseline: Path | No
                     f"CPU {run['cpu']:.2f} s",
                     flush=True,
                 )
-    print(f"\n2 s of audio (50 frames), {repeat} rounds, median (min-max), seconds; {load_note()} at the end\n")
+    print(f"\n{seconds:g} s of audio, {repeat} rounds, median (min-max), seconds; {load_note()} at the end\n")
     print("| package | GB | launch to first frame | whole process | render | fixed cost | CPU, process tree |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, rows in runs.items():
@@ -232,6 +234,8 @@ def main() -> None:
     parser.add_argument("--loop-repeat", type=int, default=1, help="Rounds of the 20-file comparison.")
     parser.add_argument("--loop-seconds", type=float, default=2.0, help="Length of each of the 20 files.")
     parser.add_argument("--sections", default="packages,loop,naive", help="Any of packages, loop, naive.")
+    parser.add_argument("--seconds", type=float, default=2.0, help="Audio length for the packages section.")
+    parser.add_argument("--only", help="Packages to measure, ';'-separated labels (default: all).")
     parser.add_argument("--baseline", type=Path, help="A checkout of another version, measured alongside (packages).")
     parser.add_argument("--keep", action="store_true", help="Keep the packages under --dir (GBs) for a rerun.")
     args = parser.parse_args()
@@ -241,7 +245,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             if "packages" in sections:
-                packages_section(args.dir, Path(scratch), args.repeat, args.baseline)
+                packages_section(
+                    args.dir,
+                    Path(scratch),
+                    args.repeat,
+                    args.baseline,
+                    args.seconds,
+                    args.only and args.only.split(";"),
+                )
             if "loop" in sections:
                 loop_section(args.dir, Path(scratch), args.loop_repeat, args.loop_seconds)
             if "naive" in sections:
