@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.errors import PackageError
+from lipsync_render.onnx_graph import EXTERNAL, Graph, read_graph
+from lipsync_render.onnx_ops import NEWEST_OPSET, STANDARD_OPS
 
 VIDEO_FPS = 25  # one audio feature row per video frame: the models are trained at 25 fps
 CROP_SIZE = 328  # the face crop every rectangle is resized to
@@ -83,20 +85,17 @@ RUNTIME_DOMAINS = ("com.microsoft",)
 
 def read_model_io(path: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
     """(name, dims) of a model's graph inputs and outputs, without loading its weights."""
-    import onnx
-
-    return _model_io(onnx.load(str(path), load_external_data=False))
+    return _model_io(read_graph(path))
 
 
-def _model_io(model) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
-    initializers = {init.name for init in model.graph.initializer}
+def _model_io(graph: Graph) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    initializers = {tensor.name for tensor in graph.initializers}
 
-    def dims(value_info) -> list:
-        shape = value_info.type.tensor_type.shape
-        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+    def dims(info) -> list:
+        return [d.value if d.value is not None else (d.param or "?") for d in info.dims]
 
-    inputs = [(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
-    outputs = [(v.name, dims(v)) for v in model.graph.output]
+    inputs = [(v.name, dims(v)) for v in graph.inputs if v.name not in initializers]
+    outputs = [(v.name, dims(v)) for v in graph.outputs]
     return inputs, outputs
 
 
@@ -127,20 +126,19 @@ def check_model(
     """(problems, names) of an ONNX model against the contract and, when given, a manifest's names.
 
     Every operator must be a standard one (or ONNX Runtime's own), and weights stored outside the file must lie
-    inside ``root`` (the package directory; None: no external weights at all).
+    inside ``root`` (the package directory; None: no external weights at all). The file is read by ``onnx_graph``,
+    not ``onnx``, whose import alone cost a render half a second of CPU.
     """
-    import onnx
-
     where = f"The {contract.label} model {path}"
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        inputs, outputs = _model_io(model)
-    except Exception as exc:  # onnx raises several unrelated types for a damaged file
-        return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
+        graph = read_graph(path)
+        inputs, outputs = _model_io(graph)
+    except (ValueError, OSError) as exc:
+        return [f"{where} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})."], None
     graph_problems = (
-        _opset_problems(model, where)
-        or _operator_problems(model, where)
-        or _external_data_problems(model, path, root, where)
+        _opset_problems(graph, where)
+        or _operator_problems(graph, where)
+        or _external_data_problems(graph, path, root, where)
     )
     if graph_problems:
         return graph_problems, None
@@ -171,9 +169,9 @@ def check_model(
         )
     if problems:
         return problems, None
-    from lipsync_render.model_shapes import shape_facts
+    from lipsync_render.model_shapes import cached_shape_facts
 
-    facts = shape_facts(model, contract, where)
+    facts = cached_shape_facts(path, contract, where)
     if facts.problems:
         return facts.problems, None
     symbolic = not all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:]) and not facts.output_known
@@ -202,58 +200,42 @@ def require_output_shape(output: np.ndarray, count: int, contract: ModelContract
     return output
 
 
-def _graphs(graph):
-    """A graph and every subgraph inside its nodes (If/Loop/Scan bodies)."""
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                yield from _graphs(sub)
-
-
-def _opset_problems(model, where: str) -> list[str]:
-    """An operator set newer than this tool's ONNX knows is a package problem (exit 4), not a device one."""
-    import onnx
-
-    newest = onnx.defs.onnx_opset_version()
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx") and not 1 <= entry.version <= newest:
-            return [f"{where} uses ONNX opset {entry.version}; this tool runs opsets 1 to {newest}."]
+def _opset_problems(graph: Graph, where: str) -> list[str]:
+    """An operator set newer than this tool knows is a package problem (exit 4), not a device one."""
+    for domain, version in graph.opsets:
+        if domain in ("", "ai.onnx") and not 1 <= version <= NEWEST_OPSET:
+            return [f"{where} uses ONNX opset {version}; this tool runs opsets 1 to {NEWEST_OPSET}."]
     return []
 
 
-def _operator_problems(model, where: str) -> list[str]:
-    import onnx
-
-    for graph in _graphs(model.graph):
-        for node in graph.node:
+def _operator_problems(graph: Graph, where: str) -> list[str]:
+    for sub in graph.walk():
+        for node in sub.nodes:
             domain = node.domain or ""
             if domain in RUNTIME_DOMAINS:
                 continue
             if domain not in ("", "ai.onnx"):
                 return [f"{where} uses the custom operator {domain}::{node.op_type}, which this tool cannot run."]
-            if not onnx.defs.has(node.op_type):
+            if node.op_type not in STANDARD_OPS:
                 return [f"{where} uses the unknown operator '{node.op_type}'."]
     return []
 
 
-def _external_data_problems(model, path: Path, root: Path | None, where: str) -> list[str]:
+def _external_data_problems(graph: Graph, path: Path, root: Path | None, where: str) -> list[str]:
     """Weights stored in other files must be files inside ``root``."""
-    import onnx
-
     from lipsync_render.paths import contained_path
 
-    for graph in _graphs(model.graph):
-        for tensor in graph.initializer:
-            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+    for sub in graph.walk():
+        for tensor in sub.initializers:
+            if tensor.data_location != EXTERNAL:
                 continue
-            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
-            if root is None:
-                return [f"{where} keeps weights in another file ({location}); save the model as one file."]
-            relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
-            inside = relative is not None and ".." not in Path(location).parts and contained_path(root, str(relative))
-            if not inside:
-                return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
+            for location in [value for key, value in tensor.external_data if key == "location"] or [""]:
+                if root is None:
+                    return [f"{where} keeps weights in another file ({location}); save the model as one file."]
+                relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
+                inside = relative is not None and ".." not in Path(location).parts
+                if not (inside and contained_path(root, str(relative))):
+                    return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
     return []
 
 

@@ -16,9 +16,14 @@ shape for one sample without running anything (0.2 s for the full UNet). From th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from lipsync_render.errors import LipsyncError
 
 RUNTIME_FACTOR = 3  # measured kernel workspace over the live-tensor peak (see above)
 MAX_SAMPLE_BYTES = 8 << 30  # one sample of a model in the contract's shapes needs far less (UNet: 0.3 GB)
@@ -145,3 +150,44 @@ def batch_memory_problem(label: str, sample_bytes: int, batch: int, available_by
         f"Batch size {batch} needs about {need:.1f} GB for the {label}; {where} has {have:.1f} GB available, "
         f"enough for a batch of at most {limit}."
     )
+
+
+FACTS_VERSION = 1
+
+
+def cached_shape_facts(path: Path, contract, where: str) -> ShapeFacts:
+    """:func:`shape_facts` of the model file at ``path``, remembered per file: shape inference needs ``onnx``, whose
+    import alone costs a render half a second of CPU, so the facts are kept in this user's cache
+    (``$LIPSYNC_CACHE/model-facts``) under the file's identity on disk (size, mtime and ctime in ns, inode,
+    device: a rewrite in place moves the ctime). A missing, unreadable or malformed entry means inferring again;
+    an entry that cannot be written is skipped."""
+    import hashlib
+
+    from lipsync_render import json_bounded
+    from lipsync_render.paths import file_identity, user_cache_dir, write_file_atomically
+
+    identity = file_identity(path)
+    key = hashlib.sha256(repr((FACTS_VERSION, os.path.realpath(path), identity, contract.name)).encode()).hexdigest()
+    entry = user_cache_dir("model-facts") / f"{key}.json"
+    if identity is not None:
+        try:
+            data = json_bounded.loads(entry.read_bytes()[: 1 << 16], entry)
+            return ShapeFacts(
+                [str(p) for p in data["problems"]],
+                data["fixed_batch"] if isinstance(data["fixed_batch"], int) else None,
+                int(data["sample_bytes"]),
+                bool(data["output_known"]),
+            )
+        except (OSError, LipsyncError, KeyError, TypeError, ValueError):
+            pass
+    import onnx
+
+    facts = shape_facts(onnx.load(str(path), load_external_data=False), contract, where)
+    if identity is not None and file_identity(path) == identity:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(asdict(facts))
+            write_file_atomically(entry, lambda temporary: Path(temporary).write_text(text))
+        except (OSError, LipsyncError):
+            pass
+    return facts

@@ -182,3 +182,25 @@ def write_file_atomically(path: Path, write, inputs: tuple[Path, ...] = ()) -> N
         raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+CACHE_ENV = "LIPSYNC_CACHE"
+
+
+def user_cache_dir(kind: str) -> Path:
+    """This user's cache folder for one kind of entry (``verified``, ``packages``, ``model-facts``):
+    ``$LIPSYNC_CACHE/KIND``, else ``${XDG_CACHE_HOME:-~/.cache}/lipsync/KIND``. Not created here."""
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        return Path(base).expanduser() / kind
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lipsync" / kind
+
+
+def file_identity(path: Path) -> tuple[int, int, int, int, int] | None:
+    """What identifies a file's content on disk (size, mtime and ctime in ns, inode, device), or None when it cannot
+    be read: a rewrite in place with size and mtime restored still moves the ctime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)

@@ -37,6 +37,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lipsync_render.media.*",
             "lipsync_render.contract",
             "lipsync_render.model_shapes",
+            "lipsync_render.onnx_graph",
+            "lipsync_render.onnx_ops",
             "lipsync_render.model_input",
             "lipsync_render.torch_networks",
         ),

@@ -45,6 +45,7 @@ from lipsync_render.package.manifest import (
     read_json,
     read_manifest,
 )
+from lipsync_render.package.verified import mismatched_files, verify_mode
 
 MAX_RECTS_BYTES = 64 << 20
 
@@ -102,9 +103,13 @@ class PackageReport:
 
 
 def load_package(name: str | os.PathLike, verify_checksums: bool = True) -> Package:
-    """Load and validate a package; raises PackageError naming the first problem."""
+    """Load and validate a package; raises PackageError naming the first problem.
+
+    Checksums are verified once and trusted while a file is unchanged on disk (``package.verified``);
+    ``LIPSYNC_VERIFY=full`` hashes every file on every load."""
     root = resolve_package_path(name)
-    report = check_package(root, verify_checksums)
+    trust = verify_checksums and verify_mode() != "full"
+    report = check_package(root, verify_checksums, trust_record=trust, record=verify_checksums)
     if report.problems:
         problems = report.problems
         more = f" ({len(problems) - 1} more: run 'lipsync package validate {root}')" if len(problems) > 1 else ""
@@ -117,8 +122,18 @@ def validate_package(name: str | os.PathLike, verify_checksums: bool = True) -> 
     return check_package(name, verify_checksums).problems
 
 
-def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode_frames: bool = False) -> PackageReport:
-    """Validate everything render would refuse, up front; ``decode_frames`` also decodes every compressed frame."""
+def check_package(
+    name: str | os.PathLike,
+    verify_checksums: bool = True,
+    decode_frames: bool = False,
+    trust_record: bool = False,
+    record: bool = False,
+) -> PackageReport:
+    """Validate everything render would refuse, up front; ``decode_frames`` also decodes every compressed frame.
+
+    Every checksum is verified by hashing the file unless ``trust_record``: then a file the verified record says
+    matched, and whose identity on disk has not changed since, is not hashed again (``package.verified``).
+    ``record`` (implied by ``trust_record``) writes the files that matched into that record."""
     try:
         root = resolve_package_path(name)
     except PackageError as exc:
@@ -137,8 +152,7 @@ def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode
     if verify_checksums:
         problems += [
             f"{path} does not match its checksum in {MANIFEST}: the file was changed or is corrupt."
-            for path, expected in checksums.items()
-            if sha256_file(path) != expected
+            for path in _mismatched(root, checksums, trust_record, record or trust_record)
         ]
     frames = _load_frames(paths, manifest, problems)
     if frames is not None and decode_frames:
@@ -170,6 +184,13 @@ def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode
         manifest=manifest,
     )
     return PackageReport([], warnings, package)
+
+
+def _mismatched(root: Path, checksums: dict[Path, str], trust_record: bool, record: bool) -> list[Path]:
+    if not record or not checksums:
+        return [path for path, expected in checksums.items() if sha256_file(path) != expected]
+    manifest_digest = sha256_file(root / MANIFEST)
+    return mismatched_files(root, manifest_digest, checksums, sha256_file, trust_record)
 
 
 def _load_frames(paths: dict[str, Path], manifest: dict, problems: list[str]) -> FrameStore | None:

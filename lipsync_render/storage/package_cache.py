@@ -33,11 +33,10 @@ from lipsync_render import json_bounded
 from lipsync_render.errors import OptionError, PackageError
 from lipsync_render.package.loader import check_package
 from lipsync_render.package.manifest import MANIFEST, MAX_MANIFEST_BYTES, check_manifest
-from lipsync_render.paths import contained_path
+from lipsync_render.paths import CACHE_ENV, contained_path, user_cache_dir
 from lipsync_render.storage.remote import failure, filesystem, get_bounded, location, read_bytes
 from lipsync_render.storage.urls import Location, redact
 
-CACHE_ENV = "LIPSYNC_CACHE"
 SIZE_ENV = "LIPSYNC_PACKAGE_CACHE_GB"
 DEFAULT_CACHE_GB = 20.0
 LOCK_WAIT_S = 3600.0  # another worker of this node may be downloading a large package
@@ -46,10 +45,7 @@ _INSTALL = re.compile(r"^\.install-(\d+)-")
 
 
 def cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    if base:
-        return Path(base).expanduser() / "packages"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lipsync" / "packages"
+    return user_cache_dir("packages")
 
 
 def cache_limit_bytes() -> int:
