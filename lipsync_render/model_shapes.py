@@ -167,7 +167,7 @@ def cached_shape_facts(path: Path, contract, where: str) -> ShapeFacts:
     from lipsync_render.paths import file_identity, user_cache_dir, write_file_atomically
 
     identity = file_identity(path)
-    key = hashlib.sha256(repr((FACTS_VERSION, os.path.realpath(path), identity, contract.name)).encode()).hexdigest()
+    key = hashlib.sha256(repr((FACTS_VERSION, os.path.realpath(path), identity, contract.key)).encode()).hexdigest()
     entry = user_cache_dir("model-facts") / f"{key}.json"
     if identity is not None:
         try:

@@ -16,6 +16,7 @@ Ray is an optional extra (``lipsync-render[ray]``), imported only when ``--ray``
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -29,6 +30,7 @@ from lipsync_render.jobs.preflight import check_nodes
 from lipsync_render.jobs.result import JobResult
 from lipsync_render.jobs.worker import JobWorker, grouped
 from lipsync_render.package.locate import names_a_path, resolve_package_path
+from lipsync_render.rendering.shared_ring import sweep_leftovers
 from lipsync_render.storage import is_url
 
 POLL_SECONDS = 0.25
@@ -158,7 +160,9 @@ def _run_job(job: Job, skip_existing: bool) -> JobResult:
     context = ray.get_runtime_context()
     gpus = context.get_accelerator_ids().get("GPU", [])
     if _WORKER is None:
+        sweep_leftovers()  # what workers of earlier runs on this node left when they were killed
         _WORKER = JobWorker(single_gpu=bool(gpus), threads=0 if gpus else _threads_per_slot(ray, context))
+        atexit.register(_WORKER.close)  # Ray ends idle workers at the end of a run: free the ring and helpers
     result = _WORKER.run(job, skip_existing=skip_existing)
     result.node = context.get_node_id()[:8]
     return result

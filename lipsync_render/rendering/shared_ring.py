@@ -114,6 +114,13 @@ def sweep_semaphores(min_age_s: float = 10.0) -> list[str]:
     return sorted(candidates.values())
 
 
+def sweep_leftovers(min_age_s: float = 1.0) -> None:
+    """The rings and semaphores that killed processes left on this machine (a node killed whole, a Ray worker
+    ended with its process group)."""
+    sweep_rings()
+    sweep_semaphores(min_age_s)
+
+
 def _could_use_multiprocessing(process) -> bool:
     """Whether a process whose memory map is hidden (a sandbox's init, say) could hold these semaphores: only a
     Python interpreter (or a Ray worker, which renames itself ``ray::...``) creates them."""

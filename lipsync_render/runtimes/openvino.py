@@ -9,6 +9,7 @@ has telemetry, never is.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,11 @@ from lipsync_render.errors import DeviceError
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions
     from lipsync_render.package import Package
+
+# ``import openvino`` loads its model-conversion tools, which send a usage event (a DNS lookup and a UDP packet from
+# a forked child) unless its telemetry package is missing: a renderer talks to no network, so hide that package and
+# OpenVINO takes its own silent stub. Every import of openvino in this tool goes through this module.
+sys.modules.setdefault("openvino_telemetry", None)
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 comes from the QDQ model itself
 AUDIO_ENCODER_BATCH = 64
