@@ -13,6 +13,10 @@
   the user on the machine, other sessions' included) and checks that none is left. The cluster has a token of its
   own (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``), so no other session's ~/.ray/auth_token decides for it, and
   health checks fast enough (``RAY_health_check_*``) that a killed node is declared dead in ~1.5 s.
+  ``node_env`` adds variables for one node only (its own package cache); ``hidden_on_two`` covers folders with an
+  empty tmpfs for the second node only: it starts in a private mount namespace (``unshare --mount``, root only,
+  see :func:`can_hide_folders`), which its raylet and workers inherit, so the driver and the head see a folder that
+  the second node does not (a package on the driver's disk).
 - :func:`non_loopback_sockets`: every socket of the given processes that listens or connects off loopback.
 
 Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s, moto in ~1.5 s.
@@ -155,7 +159,13 @@ class MotoServer:
 class RayCluster:
     """A head and a second node of Ray on 127.0.0.1, one CPU each (see the module's docstring)."""
 
-    def __init__(self, env: dict[str, str] | None = None, cpus: int = 1):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        cpus: int = 1,
+        node_env: dict[str, dict[str, str]] | None = None,
+        hidden_on_two: list[Path] | tuple[Path, ...] = (),
+    ):
         # Short folders: Ray's Unix socket paths live under them and must stay below 108 characters.
         self.base = Path(tempfile.mkdtemp(prefix="lr-", dir="/tmp"))
         self.folders = {"head": self.base / "h", "two": self.base / "2"}
@@ -167,6 +177,8 @@ class RayCluster:
         # ray.init() writes one), and a node started without it cannot join: a token of this cluster's own, explicit.
         auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.env = base_env | FAST_HEALTH_CHECKS | auth | {"RAY_USAGE_STATS_ENABLED": "0"} | (env or {})
+        self.node_env = node_env or {}
+        self.hidden_on_two = [str(folder) for folder in hidden_on_two]
         self.shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         self.shm_seen: set[str] = set()
         self._sampling = threading.Event()
@@ -189,7 +201,10 @@ class RayCluster:
             "--object-store-memory=80000000",
             "--disable-usage-stats",
         ]
-        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        if node == "two" and self.hidden_on_two:
+            command = [*HIDING_PREFIX, *self.hidden_on_two, "--", *command]
+        env = self.env | self.node_env.get(node, {})
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode:
             raise RuntimeError(f"ray start ({node}) failed: {(done.stdout + done.stderr)[-3000:]}")
 
@@ -232,6 +247,16 @@ class RayCluster:
                     pass
         return list(found.values())
 
+    def node_id(self, node: str) -> str:
+        """The Ray node id (hex) of one node, as its raylet was given it."""
+        for proc in self.processes(node):
+            try:
+                if proc.name() == "raylet":
+                    return next(a.split("=", 1)[1] for a in proc.cmdline() if a.startswith("--node_id="))
+            except (psutil.NoSuchProcess, StopIteration):
+                continue
+        raise RuntimeError(f"no raylet found for node {node}")
+
     def kill(self, node: str) -> int:
         """SIGKILL every process of a node (its raylet, agents and workers); how many there were."""
         procs = self.processes(node)
@@ -261,6 +286,28 @@ class RayCluster:
         left += self.shm_left()
         shutil.rmtree(self.base, ignore_errors=True)
         return left
+
+
+# sh -c SCRIPT sh FOLDER... -- COMMAND...: an empty tmpfs over each folder, then the command (in the namespace).
+HIDING_PREFIX = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'while [ "$1" != -- ]; do mount -t tmpfs -o size=1m none "$1" || exit 1; shift; done; shift; exec "$@"',
+    "sh",
+]
+
+
+def can_hide_folders() -> bool:
+    """Whether this machine lets a process cover a folder in a mount namespace of its own (root and unshare)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        probe = [*HIDING_PREFIX, folder, "--", "true"]
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
 
 
 def shm_paths(processes) -> set[str]:
