@@ -115,8 +115,9 @@ class JobReporter:
         if self.progress is None:
             return
         task = self.progress.tasks[self.frames_task]
-        if done <= 1 or task.description != job.audio.name:
-            self.progress.reset(self.frames_task, total=total, description=job.audio.name, visible=True)
+        name = job.audio.rstrip("/").rsplit("/", 1)[-1]
+        if done <= 1 or task.description != name:
+            self.progress.reset(self.frames_task, total=total, description=name, visible=True)
         elapsed = task.elapsed or 0.0
         rate = f"{done / elapsed:.1f} fps" if elapsed else ""
         self.progress.update(self.frames_task, completed=done, total=total, rate=rate)
@@ -138,14 +139,37 @@ class JobReporter:
             return
         counts = {status: sum(r.status == status for r in self.results) for status in ("ok", "skipped", "error")}
         not_run = self.total - len(self.results)
+        retries = sum(len(r.retried) for r in self.results)
         line = f"{counts['ok']} rendered, {counts['skipped']} skipped, {counts['error']} failed"
-        self.console.print(line + (f", {not_run} not run" if not_run else ""), markup=False, soft_wrap=True)
+        line += (f", {not_run} not run" if not_run else "") + (f", {retries} retried" if retries else "")
+        self.console.print(line, markup=False, soft_wrap=True)
+        for node, text in per_node(self.results).items():
+            self.console.print(f"  node {node}: {text}", markup=False, soft_wrap=True)
 
 
 def _describe(result: JobResult) -> str:
+    where = f" on node {result.node}" if result.node else ""
+    retried = f" after {len(result.retried)} retr{'y' if len(result.retried) == 1 else 'ies'}" if result.retried else ""
     if result.status == "error":
-        return f"error: {result.job}: {result.error}"
+        return f"error: {result.job}: {result.error}{retried}"
     if result.status == "skipped":
-        return f"skip  {result.output} (up to date)"
+        return f"skip  {result.output} (up to date{', checked' + where if where else ''})"
     render = result.render
-    return f"ok    {render.input} -> {render.output}  {render.frames} frames, {render.fps:.1f} fps"
+    return f"ok    {render.input} -> {render.output}  {render.frames} frames, {render.fps:.1f} fps{where}{retried}"
+
+
+def per_node(results: list[JobResult]) -> dict[str, str]:
+    """Jobs, retries and frames per second of each Ray node that rendered (empty for a local run)."""
+    nodes: dict[str, list[JobResult]] = {}
+    for result in results:
+        if result.node:
+            nodes.setdefault(result.node, []).append(result)
+    lines = {}
+    for node, done in sorted(nodes.items()):
+        rendered = [r for r in done if r.status == "ok"]
+        frames = sum(r.render.frames for r in rendered)
+        seconds = sum(r.render.seconds.get("total", 0.0) for r in rendered)
+        retries = sum(len(r.retried) for r in done)
+        fps = f"{frames / seconds:.1f} fps" if seconds else "no render"
+        lines[node] = f"{len(rendered)} rendered of {len(done)} jobs, {retries} retried, {fps}"
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -103,27 +104,43 @@ def render_command(
         raise typer.Exit(1)
 
 
+MAX_RETRIES = 10
+MAX_JOB_TIMEOUT = 7 * 24 * 3600
+
+
 @user_errors
 def render_many_command(
     manifest: Path = typer.Argument(
         ..., help="JOBS.csv or JOBS.jsonl: audio, model, output and option columns per job."
     ),
-    out_dir: Path | None = typer.Option(
-        None, "--out-dir", help="Outputs DIR/AUDIO_STEM.mp4 for jobs without an output."
+    out_dir: str | None = typer.Option(
+        None, "--out-dir", help="Outputs DIR/AUDIO_STEM.mp4 for jobs without an output (a folder or a URL)."
     ),
     skip_existing: bool = typer.Option(
         False, "--skip-existing", help="Skip jobs whose MP4 and matching .json sidecar exist."
     ),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Start no job after the first failure."),
     ray_address: str | None = typer.Option(None, "--ray", help="Fan out over Ray: a cluster address, auto or local."),
+    retries: int = typer.Option(
+        3, "--retries", help="Ray: times a job whose worker or node died is run again elsewhere (0-10)."
+    ),
+    job_timeout: float = typer.Option(
+        3600, "--job-timeout", help="Ray: seconds a job may take from submission, waiting included (1-604800)."
+    ),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per job on stdout as it finishes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, per-job lines or summary."),
 ) -> None:
     """Render every job of a manifest; with --skip-existing a rerun resumes where the last one stopped."""
     from lipsync_render.cli.progress import JobReporter
     from lipsync_render.jobs import read_jobs, run_jobs
+    from lipsync_render.jobs.runner import ClusterSettings
 
+    if not 0 <= retries <= MAX_RETRIES:
+        fail(f"--retries must be at least 0 and at most {MAX_RETRIES} (got {retries}).", 2)
+    if not (math.isfinite(job_timeout) and 1 <= job_timeout <= MAX_JOB_TIMEOUT):
+        fail(f"--job-timeout must be at least 1 and at most {MAX_JOB_TIMEOUT} seconds (got {job_timeout:g}).", 2)
     jobs = read_jobs(manifest, out_dir)
+    cluster = None if ray_address is None else ClusterSettings(ray_address, retries, job_timeout, quiet)
     with JobReporter(len(jobs), enabled=not quiet) as reporter:
 
         def on_result(result) -> None:
@@ -136,7 +153,7 @@ def render_many_command(
             skip_existing=skip_existing,
             fail_fast=fail_fast,
             on_result=on_result,
-            ray_address=ray_address,
+            ray_address=cluster,
             on_frames=reporter.frames,
         )
     reporter.summary()

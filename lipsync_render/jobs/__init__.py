@@ -5,7 +5,7 @@
 """
 
 from lipsync_render.jobs.manifest import Job, read_jobs
+from lipsync_render.jobs.result import JobResult
 from lipsync_render.jobs.runner import run_jobs
-from lipsync_render.jobs.worker import JobResult
 
 __all__ = ["Job", "JobResult", "read_jobs", "run_jobs"]

@@ -11,12 +11,13 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import JOBS, RenderOptions, SessionOptions, options_for, parse_value, split_options
 from lipsync_render.package.locate import names_a_path
 from lipsync_render.paths import first_collision, first_overwritten_input
+from lipsync_render.storage.urls import is_url, parse_location
 
 REQUIRED_COLUMNS = ("audio", "model")
 # Where each column name leads: the option's own name and its aliases. frames_dir is not one: one frames folder
@@ -27,11 +28,15 @@ KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "output", *OPTION_COLUMNS)
 
 @dataclass
 class Job:
-    """One render: an audio file, a package and an output, with the row it came from."""
+    """One render: an audio file, a package and an output, with the row it came from.
 
-    audio: Path
+    Each of the three is a location: an absolute local path, or a URL (``s3://``, ``gs://``, ``az://``, ``https://``
+    for reading, ``file://``) checked by ``storage.parse_location``; a model may also be a bare package name.
+    """
+
+    audio: str
     model: str
-    output: Path
+    output: str
     session: SessionOptions
     render: RenderOptions
     source: str  # "JOBS.csv, line 4": where to look when it fails
@@ -55,7 +60,8 @@ def read_jobs(path: str | os.PathLike, out_dir: str | os.PathLike | None = None)
     if path.suffix.lower() not in readers:
         raise LipsyncError(f"Job manifest {path} must be a .csv or .jsonl file.")
     base = path.resolve().parent
-    out_dir = Path(out_dir).resolve() if out_dir is not None else None
+    if out_dir is not None:
+        out_dir = str(out_dir) if is_url(str(out_dir)) else str(Path(out_dir).resolve())
     jobs = [
         _job_from_row(row, f"{path}, line {line}", base, out_dir) for line, row in readers[path.suffix.lower()](path)
     ]
@@ -116,29 +122,30 @@ def _check_columns(names: list[str], where: str, word: str) -> None:
         raise LipsyncError(f"{where}: the option '{twice[0]}' is given twice (under its name and an alias).")
 
 
-def _job_from_row(row: dict, where: str, base: Path, out_dir: Path | None) -> Job:
+def _job_from_row(row: dict, where: str, base: Path, out_dir: str | None) -> Job:
     for name in REQUIRED_COLUMNS:
         if name not in row:
             raise LipsyncError(f"{where}: the '{name}' cell is empty.")
-    audio = _resolve(str(row["audio"]), base)
-    if "output" in row:
-        output = _resolve(str(row["output"]), base)
-    elif out_dir is not None:
-        output = out_dir / f"{audio.stem}.mp4"
-    else:
-        raise LipsyncError(f"{where}: no output is given and no --out-dir to put it in.")
     try:
+        audio = _location(str(row["audio"]), base, "Audio")
+        if "output" in row:
+            output = _location(str(row["output"]), base, "Output", for_writing=True)
+        elif out_dir is not None:
+            output = _beside(out_dir, f"{_stem(audio)}.mp4")
+        else:
+            raise LipsyncError("no output is given and no --out-dir to put it in.")
         values = {
             OPTION_COLUMNS[column]: parse_value(OPTION_COLUMNS[column], value)
             for column, value in row.items()
             if column in OPTION_COLUMNS
         }
         session, render = split_options(values)
+        model = _model_reference(str(row["model"]), base)
     except LipsyncError as exc:
-        raise LipsyncError(f"{where}: {exc}") from None
+        raise type(exc)(f"{where}: {exc}") from None
     return Job(
         audio=audio,
-        model=_model_reference(str(row["model"]), base),
+        model=model,
         output=output,
         session=session,
         render=render,
@@ -146,16 +153,31 @@ def _job_from_row(row: dict, where: str, base: Path, out_dir: Path | None) -> Jo
     )
 
 
-def _resolve(text: str, base: Path) -> Path:
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else base / path
+def _location(text: str, base: Path, what: str, for_writing: bool = False) -> str:
+    """A URL as given (scheme and credentials checked), or a local path made absolute from the manifest's folder."""
+    loc = parse_location(text, for_writing=for_writing, what=what)
+    if loc.remote:
+        return loc.text
+    return str(loc.path if loc.path.is_absolute() else base / loc.path)
 
 
 def _model_reference(text: str, base: Path) -> str:
-    """A model path is taken from the manifest's directory; a bare name is looked up as usual when loaded."""
-    if names_a_path(text):
-        return str(_resolve(text, base))
+    """A package URL or path (taken from the manifest's folder); a bare name is looked up as usual when loaded."""
+    if is_url(text) or names_a_path(text):
+        return _location(text, base, "Package")
     return text
+
+
+def _stem(location: str) -> str:
+    """The file name of a location without its suffix: ``s3://b/talks/a.wav`` -> ``a``."""
+    return PurePosixPath(location.split("?", 1)[0].rstrip("/")).stem if is_url(location) else Path(location).stem
+
+
+def _beside(folder: str, name: str) -> str:
+    """``name`` in a folder given as a local path or a URL."""
+    if is_url(folder):
+        return parse_location(folder.rstrip("/") + "/" + name, for_writing=True, what="Output").text
+    return str(Path(folder) / name)
 
 
 def _check_outputs(jobs: list[Job]) -> None:

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lipsync_render.jobs.manifest import Job
-from lipsync_render.jobs.worker import JobResult, JobWorker, grouped
+from lipsync_render.jobs.result import JobResult
+from lipsync_render.jobs.worker import JobWorker, grouped
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How jobs run on Ray: the cluster's address ('auto', 'local' or host:port), how often a job whose worker or
+    node died is resubmitted, how long a job may take from submission (seconds), and whether Ray stays silent."""
+
+    address: str
+    retries: int = 3
+    job_timeout: float = 3600.0
+    quiet: bool = False
 
 
 def run_jobs(
@@ -13,10 +26,11 @@ def run_jobs(
     skip_existing: bool = False,
     fail_fast: bool = False,
     on_result: Callable[[JobResult], None] | None = None,
-    ray_address: str | None = None,
+    ray_address: str | ClusterSettings | None = None,
     on_frames: Callable[[Job, int, int], None] | None = None,
 ) -> list[JobResult]:
-    """Run jobs here (or on Ray when ``ray_address`` is given); results come back in job order.
+    """Run jobs here (or on Ray when ``ray_address`` is given: an address or :class:`ClusterSettings`); results
+    come back in job order.
 
     Jobs are grouped so that each package and session setup loads once. With ``skip_existing`` the worker that
     would render a job decides whether its output is already up to date for the plan it would use. ``on_result``
@@ -34,7 +48,21 @@ def run_jobs(
     if ray_address is not None:
         from lipsync_render.jobs.ray_runner import run_on_ray
 
-        run_on_ray(list(jobs), pending, fail_fast, report, ray_address, skip_existing)
+        cluster = ray_address if isinstance(ray_address, ClusterSettings) else ClusterSettings(ray_address)
+        try:
+            run_on_ray(
+                list(jobs),
+                pending,
+                fail_fast,
+                report,
+                cluster.address,
+                skip_existing,
+                cluster.retries,
+                cluster.job_timeout,
+                cluster.quiet,
+            )
+        finally:
+            _sweep_here()
     else:
         _run_here(jobs, pending, fail_fast, report, on_frames, skip_existing)
     return [results[i] for i in sorted(results)]
@@ -52,3 +80,10 @@ def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report, on_f
                 break
     finally:
         worker.close()
+
+
+def _sweep_here() -> None:
+    """After a cluster run: the shared rings of workers that died on this machine (a lost node's renders)."""
+    from lipsync_render.rendering.shared_ring import sweep_rings
+
+    sweep_rings()

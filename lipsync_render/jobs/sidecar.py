@@ -18,22 +18,26 @@ from lipsync_render import __version__
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
-from lipsync_render.package import MANIFEST, resolve_package_path, sha256_file
-from lipsync_render.paths import write_file_atomically
+from lipsync_render.package import sha256_file
 from lipsync_render.planning.session_plan import OUTPUT_FIELDS
 from lipsync_render.rendering.result import RenderResult
+from lipsync_render.storage import is_url, parse_location, read_text, remove, write_text_atomically
+from lipsync_render.storage.remote import remote_size
+
+MAX_SIDECAR_BYTES = 1 << 20
 
 
 def sidecar_path(output: Path) -> Path:
-    """``X.mp4`` -> ``X.mp4.json``."""
+    """``X.mp4`` -> ``X.mp4.json`` for a local output."""
     return output.with_name(output.name + ".json")
 
 
-def job_identity(job: Job, package_checksum: str, plan_identity: dict) -> dict:
-    """What a finished output must have been made from for a rerun to keep it: the requested output options with
-    the plan's choices as resolved (an NVENC rerun of an x264 file is not the same output, nor bf16 of fp32)."""
+def job_identity(job: Job, package_checksum: str, plan_identity: dict, audio: Path) -> dict:
+    """What a finished output must have been made from for a rerun to keep it: the audio's content (``audio``: its
+    local copy), the package, the requested output options with the plan's choices as resolved (an NVENC rerun of
+    an x264 file is not the same output, nor bf16 of fp32) and the tool's version."""
     return {
-        "input_sha256": sha256_file(job.audio),
+        "input_sha256": sha256_file(audio),
         "package_checksum": package_checksum,
         "options": {**output_affecting(job.session, job.render), **plan_identity},
         "version": __version__,
@@ -47,16 +51,17 @@ def rendered_identity(result: RenderResult) -> dict:
     return {**identity, "video_encoder": result.video_encoder}
 
 
-def write_sidecar(job: Job, result: RenderResult, package_checksum: str) -> None:
-    """Record what made ``job.output`` beside it; atomic, and only once the MP4 is in place."""
-    record = {
+def sidecar_record(job: Job, result: RenderResult, package_checksum: str, audio: Path, rendered: Path) -> dict:
+    """What made ``job.output``: measured on the local files (the audio as read, the MP4 as rendered), before the
+    output is published."""
+    return {
         "tool": "lipsync-render",
-        **job_identity(job, package_checksum, rendered_identity(result)),
-        "input": str(job.audio),
+        **job_identity(job, package_checksum, rendered_identity(result), audio),
+        "input": job.audio,
         "model": job.model,
-        "output": str(job.output),
-        "output_bytes": job.output.stat().st_size,
-        "output_sha256": sha256_file(job.output),
+        "output": job.output,
+        "output_bytes": rendered.stat().st_size,
+        "output_sha256": sha256_file(rendered),
         "video_encoder": result.video_encoder,
         "plan": result.plan,
         "status": result.status,
@@ -68,43 +73,72 @@ def write_sidecar(job: Job, result: RenderResult, package_checksum: str) -> None
         "host": socket.gethostname(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_file_atomically(
-        sidecar_path(job.output), lambda temporary: temporary.write_text(json.dumps(record, indent=2) + "\n")
-    )
 
 
-def is_up_to_date(job: Job, plan_identity: dict | None) -> bool:
-    """Whether the job's MP4 exists and its sidecar says it was made from the same input, package and options as
-    a render with a plan of this ``plan_identity`` (``SessionPlan.output_identity``) would make it; None (the plan
-    is not known without measuring) is never up to date."""
-    sidecar = sidecar_path(job.output)
-    if plan_identity is None or not job.output.is_file() or not sidecar.is_file():
-        return False
+def sidecar_location(output: str) -> str:
+    """``X.mp4`` -> ``X.mp4.json``, for a local path or a URL."""
+    return output + ".json"
+
+
+def write_sidecar(output: str, record: dict) -> None:
+    """Record what made ``output`` beside it (atomic: a rename, or one PUT); only once the MP4 is in place."""
+    write_text_atomically(sidecar_location(output), json.dumps(record, indent=2) + "\n")
+
+
+def remove_sidecar(output: str) -> None:
+    """Before an output is replaced: a new MP4 must never stand beside the old one's sidecar."""
+    remove(sidecar_location(output))
+
+
+def read_sidecar(output: str) -> dict | None:
+    """The sidecar beside ``output`` where it lives, or None when there is none or it is unreadable."""
     try:
-        record = json.loads(sidecar.read_text())
-        if not isinstance(record, dict) or record.get("status") != "ok":
-            return False
-        if record.get("output_bytes") != job.output.stat().st_size:
-            return False
-        checksum = sha256_file(resolve_package_path(job.model) / MANIFEST)
-        expected = job_identity(job, checksum, plan_identity)
-        return all(record.get(key) == value for key, value in expected.items()) and record.get(
-            "output_sha256"
-        ) == sha256_file(job.output)
+        record = json.loads(read_text(sidecar_location(output), MAX_SIDECAR_BYTES))
+    except (LipsyncError, OSError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_up_to_date(job: Job, audio: Path, package_checksum: str, plan_identity: dict | None) -> dict | None:
+    """The sidecar record when the job's output exists and was made from the same input, package and options as a
+    render with a plan of this ``plan_identity`` (``SessionPlan.output_identity``) would make it; else None (a
+    plan not known without measuring is never up to date). A local output is hashed again; a remote object,
+    uploaded whole and only then described by its sidecar, is checked by its size."""
+    if plan_identity is None:
+        return None
+    record = read_sidecar(job.output)
+    if record is None or record.get("status") != "ok":
+        return None
+    try:
+        if output_size(job.output) != record.get("output_bytes"):
+            return None
+        expected = job_identity(job, package_checksum, plan_identity, audio)
+        if any(record.get(key) != value for key, value in expected.items()):
+            return None
+        if not is_url(job.output) and record.get("output_sha256") != sha256_file(Path(job.output)):
+            return None
     except (OSError, ValueError, LipsyncError):
-        return False  # unreadable sidecar, missing input or package: render it and let that report the problem
+        return None  # unreadable output or input: render it and let that report the problem
+    return record
 
 
-def recorded_result(job: Job) -> RenderResult:
+def output_size(output: str) -> int | None:
+    """Bytes of the output file or object now, None when it is not there."""
+    loc = parse_location(output, for_writing=True, what="Output")
+    if not loc.remote:
+        return loc.path.stat().st_size if loc.path.is_file() else None
+    return remote_size(loc, LipsyncError)
+
+
+def recorded_result(job: Job, record: dict) -> RenderResult:
     """The result of a skipped job, from its sidecar: frames, duration and timings as recorded."""
-    record = json.loads(sidecar_path(job.output).read_text())
     kept = ("frames", "duration", "fps", "seconds", "providers", "video_encoder", "plan")
-    plan = record.get("plan") or {}
+    plan = record.get("plan") if isinstance(record.get("plan"), dict) else {}
     return RenderResult(
-        input=str(job.audio),
-        output=str(job.output),
+        input=job.audio,
+        output=job.output,
         status="skipped",
-        backend=plan.get("backend", ""),
-        precision=plan.get("precision") or "",
+        backend=str(plan.get("backend", "")),
+        precision=str(plan.get("precision") or ""),
         **{name: record[name] for name in kept if name in record},
     )

@@ -1,84 +1,89 @@
-"""Running jobs with one loaded Renderer, reloading only when a job needs another package or session options."""
+"""Running jobs with one loaded Renderer, reloading only when a job needs another package or session options.
+
+The same worker runs jobs here and inside Ray tasks. Resume is decided here, by the worker that would render the
+job, against the session plan it would render with (the loaded Renderer's own plan, else one made without
+measuring), never by another machine's guess.
+"""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from pathlib import Path
 
 from lipsync_render.errors import LipsyncError
+from lipsync_render.jobs.job_files import job_inputs, lease_package, package_checksum
 from lipsync_render.jobs.manifest import Job
-from lipsync_render.jobs.sidecar import is_up_to_date, recorded_result, sidecar_path, write_sidecar
+from lipsync_render.jobs.result import JobResult
+from lipsync_render.jobs.sidecar import is_up_to_date, recorded_result, remove_sidecar, sidecar_record, write_sidecar
 from lipsync_render.package import load_package
 from lipsync_render.planning.session_plan import plan_session
 from lipsync_render.rendering.partials import remove_stale_partials
 from lipsync_render.rendering.renderer import Renderer
-from lipsync_render.rendering.result import RenderResult
+from lipsync_render.storage import is_url, staged_output
+from lipsync_render.storage.package_cache import PackageLease
 
-
-@dataclass
-class JobResult:
-    """How one job went: the render's own result (status ok, skipped or error) with the job it belongs to and the
-    host that ran it; ``--json`` prints one object per job, the render's fields beside the job's."""
-
-    job: str  # where the job came from: "JOBS.csv, line 4"
-    model: str  # the package as the manifest names it
-    render: RenderResult
-    host: str = ""
-
-    @classmethod
-    def for_job(cls, job: Job, host: str = "", **values) -> JobResult:
-        """A result for ``job``; ``values`` are RenderResult fields (status, error, frames, ...)."""
-        render = RenderResult(input=str(job.audio), output=str(job.output), **values)
-        return cls(job=job.source, model=job.model, render=render, host=host)
-
-    def __getattr__(self, name: str):
-        """The render's fields read through the job result: ``result.status``, ``result.frames``, ..."""
-        if name.startswith("__") or name == "render":  # not set yet (unpickling, copying): no recursion
-            raise AttributeError(name)
-        return getattr(self.render, name)
-
-    def to_dict(self) -> dict:
-        return {"job": self.job, "model": self.model, **self.render.to_dict(), "host": self.host}
+__all__ = ["JobResult", "JobWorker", "grouped"]
 
 
 class JobWorker:
-    """Renders jobs one after another; used as is for local runs and wrapped as a Ray actor for cluster runs.
-
-    Resume is decided here, by the worker that would render the job, against the session plan it would render
-    with: the Renderer's own plan when it is loaded for the job, else a plan made without measuring.
-    """
+    """Renders jobs one after another; used as is for local runs and inside Ray tasks for cluster runs."""
 
     def __init__(self, single_gpu: bool = False, threads: int = 0):
-        self.single_gpu = single_gpu  # a Ray GPU actor sees exactly one GPU, as cuda:0
+        self.single_gpu = single_gpu  # a Ray GPU task sees exactly one GPU, as cuda:0
         self.threads = threads  # inference threads when a job leaves them at 0 (all cores)
         self.renderer: Renderer | None = None
+        self.lease: PackageLease | None = None  # the renderer's package, kept from cache eviction
         self.key: tuple | None = None
-        self.load_error: str | None = None
+        self.load_error: LipsyncError | None = None
         self.plans: dict[tuple, dict | None] = {}  # renderer key -> the plan's output identity here
 
     def run(
-        self, job: Job, on_progress: Callable[[int, int], None] | None = None, skip_existing: bool = False
+        self,
+        job: Job,
+        on_progress: Callable[[int, int], None] | None = None,
+        skip_existing: bool = False,
+        cancelled: Callable[[], bool] | None = None,
     ) -> JobResult:
-        """Render one job and write its sidecar (or, with ``skip_existing``, skip it when its output is up to date
-        for the plan this worker would use); failures become an error result. ``on_progress(done, total)``
-        follows its frames."""
+        """Render one job and record it beside its output (or, with ``skip_existing``, skip it when its output is
+        up to date for the plan this worker would use); failures become an error result. ``on_progress(done,
+        total)`` follows its frames; ``cancelled()`` stops an upload in progress."""
         job = self._adapt(job)
         host = socket.gethostname()
-        if skip_existing and is_up_to_date(job, self._plan_identity(job)):
-            return JobResult(job.source, job.model, recorded_result(job), host)
         try:
-            renderer = self._renderer_for(job)
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_partials(sidecar_path(job.output))
-            result = renderer.render(job.audio, job.output, job.render, on_progress=on_progress)
-            write_sidecar(job, result, renderer.package.checksum)
+            with job_inputs(job) as inputs:
+                renderer = self._renderer_for(job, load=not skip_existing)
+                checksum = package_checksum(job.model, self.lease)
+                if skip_existing:
+                    identity = self._plan_identity(job)
+                    record = is_up_to_date(job, inputs.audio, checksum, identity)
+                    if record is not None:
+                        return JobResult(job.source, job.model, recorded_result(job, record), host)
+                    renderer = self._renderer_for(job)
+                result = self._render(renderer, job, inputs.audio, checksum, on_progress, cancelled)
         except LipsyncError as exc:
             return JobResult.for_job(job, host, status="error", error=str(exc))
         except OSError as exc:
             message = f"Could not write {exc.filename or job.output}: {exc.strerror or exc}."
             return JobResult.for_job(job, host, status="error", error=message)
         return JobResult(job.source, job.model, result, host)
+
+    def _render(self, renderer: Renderer, job: Job, audio: Path, checksum: str, on_progress, cancelled):
+        """Render to the output (a remote one staged locally and uploaded whole), then write its sidecar."""
+        remove_sidecar(job.output)  # a new MP4 never stands beside the old one's sidecar
+        if is_url(job.output):
+            with staged_output(job.output, cancelled) as local:
+                result = renderer.render(audio, local, job.render, on_progress=on_progress)
+                record = sidecar_record(job, result, checksum, audio, local)
+        else:
+            local = Path(job.output)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(Path(job.output + ".json"))
+            result = renderer.render(audio, local, job.render, on_progress=on_progress)
+            record = sidecar_record(job, result, checksum, audio, local)
+        write_sidecar(job.output, record)
+        return replace(result, input=job.audio, output=job.output)
 
     def _plan_identity(self, job: Job) -> dict | None:
         """The output identity of the plan this worker would render ``job`` with (None: not known without
@@ -87,7 +92,7 @@ class JobWorker:
             return self.renderer.plan.output_identity()
         if job.renderer_key not in self.plans:
             try:
-                package = load_package(job.model, verify_checksums=False)
+                package = load_package(self.lease.path, verify_checksums=False)
                 plan = plan_session(package, job.session, measure=False)
                 self.plans[job.renderer_key] = None if plan.precision is None else plan.output_identity()
             except LipsyncError:
@@ -102,22 +107,32 @@ class JobWorker:
             session = replace(session, threads=self.threads)
         return job if session is job.session else replace(job, session=session)
 
-    def _renderer_for(self, job: Job) -> Renderer:
+    def _renderer_for(self, job: Job, load: bool = True) -> Renderer | None:
+        """The Renderer for ``job``'s package and session, loaded once (``load=False``: only its package leased).
+        A load failure is remembered for the jobs that share the key, and raised for each."""
         if self.key != job.renderer_key:
             self.close()
             self.key = job.renderer_key
             try:
-                self.renderer = Renderer(job.model, job.session)
+                self.lease = lease_package(job.model)
             except LipsyncError as exc:
-                self.load_error = str(exc)
-        if self.renderer is None:
-            raise LipsyncError(self.load_error or "The renderer could not be loaded.")
+                self.load_error = exc
+        if self.load_error is not None:
+            raise self.load_error
+        if self.renderer is None and load:
+            try:
+                self.renderer = Renderer(self.lease.path, job.session)
+            except LipsyncError as exc:
+                self.load_error = exc
+                raise
         return self.renderer
 
     def close(self) -> None:
         if self.renderer is not None:
             self.renderer.close()
-        self.renderer, self.key, self.load_error = None, None, None
+        if self.lease is not None:
+            self.lease.close()
+        self.renderer, self.lease, self.key, self.load_error = None, None, None, None
 
 
 def grouped(jobs: list[Job], indices: list[int]) -> list[int]:

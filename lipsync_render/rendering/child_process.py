@@ -1,7 +1,8 @@
 """What every helper process of a render does first: ignore Ctrl-C (the parent handles it) and die with the parent.
 
 A parent that is killed outright (SIGKILL, out of memory) cannot stop its helpers, so each one watches for its
-parent to go and exits within a second; once all are gone, multiprocessing's resource tracker frees the ring.
+parent to go and, within a second, cleans up what the parent can no longer (the shared ring, the partial file being
+written) and exits.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 PARENT_POLL_SECONDS = 0.5
 
@@ -33,8 +35,9 @@ def refuse_in_a_starting_helper() -> None:
         sys.exit(1)
 
 
-def start_as_helper() -> None:
-    """Call first thing in a helper process."""
+def start_as_helper(on_parent_gone: Callable[[], None] | None = None) -> None:
+    """Call first thing in a helper process; ``on_parent_gone`` runs (on a watcher thread) before it exits when
+    the parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     parent = os.getppid()
 
@@ -42,6 +45,10 @@ def start_as_helper() -> None:
         while True:
             time.sleep(PARENT_POLL_SECONDS)
             if os.getppid() != parent:  # reparented: the parent is gone
-                os._exit(1)
+                try:
+                    if on_parent_gone is not None:
+                        on_parent_gone()
+                finally:
+                    os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -14,7 +14,6 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import shared_memory
 from pathlib import Path
 
 import cv2
@@ -26,6 +25,7 @@ from lipsync_render.package.frame_store import FrameStore
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 from lipsync_render.rendering.geometry import composite_frame, cross_fade
+from lipsync_render.rendering.shared_ring import attach_ring, create_ring, sweep_rings, unlink_ring
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class _WorkerState:
     """What a compositing process holds: the ring views and the package frames."""
 
     def __init__(self, ring_name: str | None, layout: RingLayout, frames: FrameStore, ring=None):
-        self.shm = shared_memory.SharedMemory(name=ring_name) if ring_name else None
+        self.shm = attach_ring(ring_name) if ring_name else None
         self.predictions, self.i420 = layout.views(self.shm.buf if self.shm else ring)
         self.frames = frames
         self.scratch = np.empty(frames.shape[1:], np.uint8)
@@ -89,7 +89,7 @@ _state: _WorkerState | None = None
 
 def _init_worker(ring_name: str, layout: RingLayout, frames: FrameStore) -> None:
     global _state
-    start_as_helper()
+    start_as_helper(lambda: unlink_ring(ring_name))  # the ring goes with the last process that knows it
     cv2.setNumThreads(1)
     _state = _WorkerState(ring_name, layout, frames)
 
@@ -111,7 +111,8 @@ class CompositingPool:
     def __init__(self, frames: FrameStore, width: int, height: int, slots: int, workers: int = 1):
         self.layout = RingLayout(slots, width, height)
         self.workers = workers
-        self.shm = shared_memory.SharedMemory(create=True, size=slots * self.layout.slot_bytes)
+        sweep_rings()  # what killed renders on this machine left behind
+        self.shm = create_ring(slots * self.layout.slot_bytes)
         self.predictions, _ = self.layout.views(self.shm.buf)  # the encoder process reads the frames
         self.frames = frames
         self.executor = None
@@ -180,8 +181,8 @@ class CompositingPool:
         if self.local is not None:
             self.local.predictions = self.local.i420 = None
             self.local = None
+        unlink_ring(self.shm.name)
         try:
             self.shm.close()
-            self.shm.unlink()
-        except (BufferError, FileNotFoundError):
+        except BufferError:
             pass

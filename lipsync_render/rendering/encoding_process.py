@@ -13,17 +13,16 @@ import multiprocessing
 import queue
 import time
 from dataclasses import replace
-from multiprocessing import shared_memory
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget, VideoWriter
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
+from lipsync_render.rendering.shared_ring import attach_ring, unlink_ring
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from lipsync_render.media.audio import AudioStream
     from lipsync_render.options import RenderOptions
     from lipsync_render.planning.session_plan import SessionPlan
@@ -95,9 +94,17 @@ class VideoEncoderProcess:
 
 
 def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
-    """The encoder process: attach to the ring, then handle requests until told to exit."""
-    start_as_helper()
-    ring = shared_memory.SharedMemory(name=ring_name)
+    """The encoder process: attach to the ring, then handle requests until told to exit. If the parent dies, the
+    partial file being written and the ring go with this process (nobody else is left to remove them)."""
+    writing: dict[str, Path] = {}
+
+    def clean_up() -> None:
+        if "path" in writing:
+            writing["path"].unlink(missing_ok=True)
+        unlink_ring(ring_name)
+
+    start_as_helper(clean_up)
+    ring = attach_ring(ring_name)
     _, frames = layout.views(ring.buf)
     replies.put((None, "ready", None))
     writer, target, busy = None, None, 0.0
@@ -108,6 +115,7 @@ def _serve(ring_name: str, layout: RingLayout, requests, replies) -> None:
         try:
             if kind == "open":
                 target, busy = value, 0.0
+                writing["path"] = Path(target.path)
                 writer = _open_writer(target, lambda message, run=run: replies.put((run, "warning", message)))
             elif kind == "frame":
                 if writer is not None:  # after an error or abort, frames only come back

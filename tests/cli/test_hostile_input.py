@@ -34,8 +34,10 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def shm_segments() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob("psm_*")} if Path("/dev/shm").is_dir() else set()
+def shm_segments(pid: int) -> set[str]:
+    """The shared-memory rings that process ``pid`` created (rings are named ``lipsync-PID-TOKEN``), so other
+    renders on the machine never count."""
+    return {p.name for p in Path("/dev/shm").glob(f"lipsync-{pid}-*")} if Path("/dev/shm").is_dir() else set()
 
 
 def assert_refused(result, code: int, *fragments: str) -> None:
@@ -416,29 +418,31 @@ def wait_until_gone(marker: str, seconds: float) -> list[int]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_end_a_render_like_ctrl_c(signum, tiny_package, tmp_path):
-    marker, segments = uuid.uuid4().hex, shm_segments()
+    marker = uuid.uuid4().hex
     process, out = start_render(tiny_package, tmp_path, marker)
+    assert shm_segments(process.pid), "the render's ring exists while it runs"
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signum, stderr
     assert stderr.strip() == f"error: terminated by {signal.Signals(signum).name}.", stderr
     assert list(out.iterdir()) == []
     assert wait_until_gone(marker, 5) == []
-    assert shm_segments() <= segments
+    assert shm_segments(process.pid) == set()
 
 
 def test_a_killed_render_leaves_no_helper_process_or_shared_memory(tiny_package, tmp_path):
-    marker, segments = uuid.uuid4().hex, shm_segments()
+    marker = uuid.uuid4().hex
     process, _ = start_render(tiny_package, tmp_path, marker, workers=2)
+    assert shm_segments(process.pid), "the render's ring exists while it runs"
     helpers = [pid for pid in marked_processes(marker) if pid != process.pid]
     assert len(helpers) >= 3, "the video encoder and two compositing workers run"
     process.kill()
     process.communicate(timeout=30)
     assert wait_until_gone(marker, 2.5) == []
-    deadline = time.monotonic() + 5  # the resource tracker frees the ring once every helper is gone
-    while not shm_segments() <= segments and time.monotonic() < deadline:
+    deadline = time.monotonic() + 5  # the helpers free the ring when they see their parent gone
+    while shm_segments(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert shm_segments() <= segments
+    assert shm_segments(process.pid) == set()
 
 
 # --- resume -------------------------------------------------------------------------------------------------

@@ -244,12 +244,13 @@ def test_relative_paths_come_from_the_manifest_directory(tiny_package, tmp_path)
         [{"audio": "a.wav", "model": "./pkg", "output": "o/a.mp4"}, {"audio": "/abs/b.wav", "model": "tiny"}],
     )
     first, second = read_jobs(manifest, out_dir=tmp_path / "renders")
-    assert first.audio == tmp_path / "sub" / "a.wav" and first.model == str(tmp_path / "sub" / "pkg")
+    # locations are text (a local path or a URL); local ones absolute
+    assert Path(first.audio) == tmp_path / "sub" / "a.wav" and first.model == str(tmp_path / "sub" / "pkg")
     assert (
-        first.output == tmp_path / "sub" / "o" / "a.mp4" and first.session.workers is None
+        Path(first.output) == tmp_path / "sub" / "o" / "a.mp4" and first.session.workers is None
     )  # empty cells keep the automatic default
-    assert second.audio.as_posix() == "/abs/b.wav" and second.model == "tiny"
-    assert second.output == (tmp_path / "renders" / "b.mp4").resolve()
+    assert Path(second.audio).as_posix() == "/abs/b.wav" and second.model == "tiny"
+    assert Path(second.output) == (tmp_path / "renders" / "b.mp4").resolve()
 
 
 def test_ray_missing_is_one_sentence(monkeypatch):
