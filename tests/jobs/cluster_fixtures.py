@@ -24,6 +24,7 @@ Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -181,6 +182,7 @@ class RayCluster:
         self.hidden_on_two = [str(folder) for folder in hidden_on_two]
         self.shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         self.shm_seen: set[str] = set()
+        self.shm_of_killed: dict[str, set[str]] = {}  # node -> what its processes held when it was killed
         self._sampling = threading.Event()
         self._sampler: threading.Thread | None = None
 
@@ -260,7 +262,8 @@ class RayCluster:
     def kill(self, node: str) -> int:
         """SIGKILL every process of a node (its raylet, agents and workers); how many there were."""
         procs = self.processes(node)
-        self.shm_seen |= shm_paths(procs)
+        self.shm_of_killed[node] = shm_paths(procs)
+        self.shm_seen |= self.shm_of_killed[node]
         for proc in procs:
             try:
                 proc.send_signal(signal.SIGKILL)
@@ -276,14 +279,18 @@ class RayCluster:
         )
 
     def stop(self) -> list[str]:
-        """Kill both nodes (the second first), remove the folders; the processes and /dev/shm entries left."""
+        """Kill both nodes (the second first), remove the folders; the processes and /dev/shm entries left (the
+        entries are removed once listed)."""
         self._sampling.set()
         if self._sampler is not None:
             self._sampler.join()
         for node in ("two", "head"):
             self.kill(node)
         left = [f"process {p.pid} {p.name()}" for p in self.processes() if p.is_running()]
-        left += self.shm_left()
+        for path in self.shm_left():  # reported, then removed: they are this cluster's, and the machine is shared
+            left.append(path)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         shutil.rmtree(self.base, ignore_errors=True)
         return left
 

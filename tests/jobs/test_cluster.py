@@ -7,6 +7,7 @@ Measured on the shared 2-core machine: ~TBD s for the first test, ~TBD s for the
 
 import json
 import shutil
+import time
 
 import psutil
 import pytest
@@ -49,6 +50,15 @@ def start_cluster(moto_s3, folder, hidden_on_two=()):
     return cluster.start(), staging
 
 
+def settled(listing, within_s: float = 10.0) -> list:
+    """``listing()`` once it is empty, or as it is after ``within_s``: the workers of a finished driver are ended
+    by Ray a moment after it exits, and they close what they hold then."""
+    deadline = time.monotonic() + within_s
+    while (found := listing()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
 def check_output(bucket, key, audio, folder):
     """An object in the bucket passes the output contract: H.264 + AAC, every frame, durations within a frame."""
     local = folder / key.replace("/", "_")
@@ -86,19 +96,21 @@ def test_a_killed_node_loses_no_job_and_leaves_nothing_behind(moto_s3, s3_bucket
         assert retried and all(r["retried"] and r["node"] == head for r in retried), results
         assert all(len(r["retried"]) == r["attempts"] - 1 for r in results)
         assert {r["node"] for r in results} <= {head, two} and all(r["host"] for r in results)
-        assert seen["off_loopback"] == set(), sorted(seen["off_loopback"])
 
         assert bucket_keys(s3_bucket) == inputs | set(outputs) | {f"{key}.json" for key in outputs}
         assert open_multipart_uploads(s3_bucket) == []
         for key, clip in zip(outputs, clips):
             check_output(s3_bucket, key, clip, tmp_path)
         assert leftovers(tmp_path) == []
-        assert cluster.shm_left() == []
+        killed = cluster.shm_of_killed["two"]
+        left = settled(cluster.shm_left)
+        assert left == [], f"left in /dev/shm ({len(set(left) & killed)} by the killed node): {left}"
 
         again = DriverRun(manifest, ["--ray", cluster.address, "--json", "--skip-existing"], env)
         assert again.wait(120) == 0, again.text()[-4000:]
         assert [r["status"] for r in again.results()] == ["skipped"] * JOBS, again.text()[-4000:]
         assert bucket_keys(s3_bucket) == inputs | set(outputs) | {f"{key}.json" for key in outputs}
+        assert seen["off_loopback"] == set(), sorted(seen["off_loopback"])
         print(f"render {run.wall_s:.1f} s (node two killed at {seen['killed_at_s']:.1f} s), rerun {again.wall_s:.1f} s")
     finally:
         left = cluster.stop()
@@ -130,7 +142,7 @@ def test_a_package_one_node_cannot_see_is_refused_before_any_render(moto_s3, s3_
         assert code == 1, run.text()[-4000:]
         assert [r for r in run.results() if r["status"] != "error"] == [], "no job renders"
         sentence = f"Node {two} (127.0.0.1) cannot read the package {package}"
-        assert any(line.startswith(sentence) for line in run.stderr), run.text()[-3000:]
+        assert any(sentence in line for line in run.stderr), run.text()[-3000:]
         assert "Traceback" not in run.text()
         assert bucket_keys(s3_bucket) == inputs and open_multipart_uploads(s3_bucket) == []
         assert not any(staging.iterdir())
