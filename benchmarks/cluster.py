@@ -9,7 +9,8 @@ One manifest of ``--jobs`` jobs (clips of ``--seconds`` cut from examples/hello.
 2. ``lipsync render-many M --ray local`` (a fresh single-node Ray instance);
 3. ``--ray 127.0.0.1:P``: a head and a second node, each started with ``ray start --num-cpus=1`` on 127.0.0.1
    (tests/jobs/cluster_fixtures.py, so two CPU slots on the whole machine, as local has its cores);
-4. the same cluster, started afresh, with the second node SIGKILLed once ``--kill-at`` of the jobs have finished:
+4. the same cluster, started afresh, with the second node SIGKILLed once ``--kill-at`` of the jobs have finished
+   and it has a job in flight (a partial output of one of its processes exists):
    the difference of wall times with 3 is the time the lost node cost (its job in flight redone, its slot gone);
 5. with ``--s3``: 3 again with audio, package and outputs in an S3 bucket (moto's server on 127.0.0.1).
 
@@ -21,6 +22,8 @@ is not timed. Needs the test extra (Ray, moto, s3fs) and is run from the reposit
 from __future__ import annotations
 
 import argparse
+import csv
+import math
 import os
 import shutil
 import subprocess
@@ -32,7 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.jobs.cluster_fixtures import MotoServer, RayCluster  # noqa: E402
-from tests.jobs.cluster_runs import DriverRun, cut_clips, upload, watch, write_manifest  # noqa: E402
+from tests.jobs.cluster_runs import (  # noqa: E402
+    DriverRun,
+    cut_clips,
+    node_two_is_rendering,
+    upload,
+    watch,
+    write_manifest,
+)
+
+
+def read_rows(manifest: Path) -> list[dict]:
+    return list(csv.DictReader(manifest.open()))
 
 
 def measure(name: str, manifest: Path, args: list[str], env: dict, cluster=None, kill_at: float | None = None):
@@ -40,8 +54,9 @@ def measure(name: str, manifest: Path, args: list[str], env: dict, cluster=None,
     run = DriverRun(manifest, [*args, "--json"], env)
     seen = {"killed_at_s": None}
     if cluster is not None:
-        jobs = sum(1 for _ in manifest.open()) - 1
-        ready = None if kill_at is None else (lambda run, cluster: len(run.results(False)) >= kill_at * jobs)
+        jobs = len(read_rows(manifest))
+        folders = {Path(r["output"]).parent for r in read_rows(manifest)}  # where local outputs are in progress
+        ready = None if kill_at is None else node_two_is_rendering(*folders, after_results=math.ceil(kill_at * jobs))
         seen = watch(run, cluster, 1800, ready)
     code = run.wait(1800)
     results = run.results(strict=False)
@@ -49,6 +64,7 @@ def measure(name: str, manifest: Path, args: list[str], env: dict, cluster=None,
     if code != 0 or any(r["status"] != "ok" for r in results):
         raise SystemExit(f"{name}: render-many failed (exit {code}):\n{run.text()[-3000:]}")
     frames = sum(r["frames"] for r in results)
+    print(f"  {name}: {run.wall_s:.1f} s", file=sys.stderr, flush=True)
     nodes: dict[str, int] = {}
     for r in results:
         nodes[r.get("node") or "-"] = nodes.get(r.get("node") or "-", 0) + 1

@@ -217,6 +217,11 @@ class RayCluster:
         except BaseException:
             self.stop()
             raise
+        return self.sample()
+
+    def sample(self) -> RayCluster:
+        """Start noting the /dev/shm entries of the cluster's processes (start() does; call it after starting the
+        nodes some other way)."""
         self._sampler = threading.Thread(target=self._sample_shm, name="shm-sampler", daemon=True)
         self._sampler.start()
         return self

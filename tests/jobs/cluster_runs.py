@@ -134,16 +134,22 @@ class DriverRun:
         return "\n".join(self.stdout) + "\n--- stderr ---\n" + "\n".join(self.stderr)
 
 
-def staging_pids(staging: Path) -> set[int]:
-    """The process ids of the staging folders now in ``staging`` (an output being rendered by that process)."""
+def rendering_pids(*folders: Path) -> set[int]:
+    """The process ids that have an output in progress in ``folders``: a staging folder (``lipsync-staging-PID-X``,
+    a remote output) or a partial file beside a local output (``.STEM.PID.partial.mp4``)."""
     pids = set()
-    try:
-        names = os.listdir(staging)
-    except OSError:
-        return pids
-    for name in names:
-        if name.startswith(STAGING_PREFIX):
-            pid = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(STAGING_PREFIX):
+                pid = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            elif ".partial" in name:
+                pid = name.split(".partial", 1)[0].rsplit(".", 1)[-1]
+            else:
+                continue
             if pid.isdigit():
                 pids.add(int(pid))
     return pids
@@ -174,11 +180,14 @@ def watch(run: DriverRun, cluster, timeout: float, kill_when=None, sockets_of=()
     return seen
 
 
-def node_two_is_rendering(staging: Path):
-    """A kill_when: a process of the second node has a staging folder (an output of it in progress)."""
+def node_two_is_rendering(*folders: Path, after_results: int = 0):
+    """A kill_when: at least ``after_results`` results are in and a process of the second node has an output in
+    progress in one of ``folders`` (staging or output folders)."""
 
     def ready(run: DriverRun, cluster) -> bool:
-        return any(belongs_to(pid, cluster.folders["two"]) for pid in staging_pids(staging))
+        if len(run.results(strict=False)) < after_results:
+            return False
+        return any(belongs_to(pid, cluster.folders["two"]) for pid in rendering_pids(*folders))
 
     return ready
 
