@@ -2,7 +2,8 @@
 killed mid-run loses no job and leaves nothing behind, a rerun skips everything, and a package that one node
 cannot see is refused before anything renders, naming that node (issue 22's acceptance tests).
 
-Measured on the shared 2-core machine: ~TBD s for the first test, ~TBD s for the second.
+Measured on the shared 2-core machine (load 4-8): the first test ~55 s (render 23 s with node two killed at 12.5 s,
+rerun 4.3 s, cluster start ~8 s), the second ~20 s.
 """
 
 import json
