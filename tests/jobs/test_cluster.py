@@ -85,7 +85,7 @@ def test_a_killed_node_loses_no_job_and_leaves_nothing_behind(moto_s3, s3_bucket
         head, two = cluster.node_id("head")[:8], cluster.node_id("two")[:8]
         env = cluster.driver_env({"LIPSYNC_CACHE": str(tmp_path / "cache-driver")})
         run = DriverRun(manifest, ["--ray", cluster.address, "--json"], env)
-        seen = watch(run, cluster, 150, node_two_is_rendering(staging, after_results=0), [psutil.Process(moto_s3.process.pid)])
+        seen = watch(run, cluster, 150, node_two_is_rendering(staging), [psutil.Process(moto_s3.process.pid)])
         code = run.wait(30)
 
         assert code == 0, run.text()[-4000:]
