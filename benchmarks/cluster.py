@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.jobs.cluster_fixtures import MotoServer, RayCluster  # noqa: E402
+from tests.jobs.cluster_fixtures import RayCluster  # noqa: E402
 from tests.jobs.cluster_runs import (  # noqa: E402
     DriverRun,
     cut_clips,
@@ -43,6 +43,7 @@ from tests.jobs.cluster_runs import (  # noqa: E402
     watch,
     write_manifest,
 )
+from tests.jobs.moto_fixtures import MotoServer  # noqa: E402
 
 
 def read_rows(manifest: Path) -> list[dict]:

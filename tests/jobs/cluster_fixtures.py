@@ -1,9 +1,5 @@
-"""Many-machine test fixtures, everything on 127.0.0.1: a moto S3 server and a two-node Ray cluster.
+"""Many-machine test fixtures, everything on 127.0.0.1: a two-node Ray cluster (S3: moto_fixtures.py).
 
-- :class:`MotoServer`: ``python -m moto.server`` on a free loopback port, health-checked over HTTP; s3fs (through
-  botocore) finds it by ``AWS_ENDPOINT_URL``, botocore's own variable, so the code under test has no test hook.
-  The environment also switches off what could reach further: the EC2 instance metadata lookup, the user's AWS
-  config files and any HTTP proxy for loopback.
 - :class:`RayCluster`: a head and a second node, each its own ``ray start`` with its own temporary folder and a
   custom resource naming it (``lipsync_node_head``, ``lipsync_node_two``), started through ray_loopback.py so
   that both keep the address 127.0.0.1 (Ray would rewrite it to the routable one); a driver connects with
@@ -19,7 +15,7 @@
   the second node does not (a package on the driver's disk).
 - :func:`non_loopback_sockets`: every socket of the given processes that listens or connects off loopback.
 
-Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s, moto in ~1.5 s.
+Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s.
 """
 
 from __future__ import annotations
@@ -36,8 +32,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -59,10 +53,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _no_proxy_opener():
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def is_loopback(address: str) -> bool:
@@ -91,70 +81,7 @@ def non_loopback_sockets(processes) -> list[str]:
     return found
 
 
-def s3_env(endpoint: str) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-
-
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-class MotoServer:
-    """moto's S3 server on 127.0.0.1 (a subprocess of its own session, stopped by its process id)."""
-
-    def __init__(self, log: Path):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = s3_env(self.endpoint)
-        self.log = log
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout_s: float = 30.0) -> MotoServer:
-        env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES} | self.env
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with _no_proxy_opener().open(f"{self.endpoint}/moto-api/", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"moto server did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def reset(self) -> None:
-        """Empty every bucket (moto's own reset call)."""
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        _no_proxy_opener().open(request, timeout=10).close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
 
 
 class RayCluster:
@@ -336,33 +263,6 @@ def shm_paths(processes) -> set[str]:
         except OSError:
             continue
     return {path.removesuffix(" (deleted)") for path in found if not path.endswith(" (deleted)")}
-
-
-@pytest.fixture(scope="session")
-def moto_s3(tmp_path_factory):
-    """A moto S3 server for the session, its environment set in this process (s3fs reads it)."""
-    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
-    pytest.importorskip("s3fs", reason="s3fs is in the test extra")
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in PROXY_VARIABLES:
-            patch.delenv(name, raising=False)
-        for name, value in server.env.items():
-            patch.setenv(name, value)
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def s3_bucket(moto_s3):
-    """A fresh, empty bucket: its name (moto is reset first)."""
-    import boto3
-
-    moto_s3.reset()
-    boto3.client("s3").create_bucket(Bucket="lipsync-test")
-    return "lipsync-test"
 
 
 @pytest.fixture(scope="module")
