@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render.errors import PackageError
+from lipsync_render.onnx_graph import EXTERNAL, Graph, read_graph
+from lipsync_render.onnx_ops import NEWEST_OPSET, STANDARD_OPS
 
 VIDEO_FPS = 25  # one audio feature row per video frame: the models are trained at 25 fps
 CROP_SIZE = 328  # the face crop every rectangle is resized to
@@ -73,6 +75,8 @@ class ModelIO:
     inputs: list[str]
     outputs: list[str]
     symbolic_output: bool = False  # the first output declares a non-numeric dim after the batch axis
+    fixed_batch: int | None = None  # the batch the model takes when its inputs fix it (an export without dynamic axes)
+    sample_bytes: int = 0  # memory one sample of a batch is planned to take (model_shapes.py; 0: unknown)
 
 
 # Operator domains ONNX Runtime runs besides the standard one (its contrib ops, as in quantised models).
@@ -81,20 +85,17 @@ RUNTIME_DOMAINS = ("com.microsoft",)
 
 def read_model_io(path: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
     """(name, dims) of a model's graph inputs and outputs, without loading its weights."""
-    import onnx
-
-    return _model_io(onnx.load(str(path), load_external_data=False))
+    return _model_io(read_graph(path))
 
 
-def _model_io(model) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
-    initializers = {init.name for init in model.graph.initializer}
+def _model_io(graph: Graph) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    initializers = {tensor.name for tensor in graph.initializers}
 
-    def dims(value_info) -> list:
-        shape = value_info.type.tensor_type.shape
-        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+    def dims(info) -> list:
+        return [d.value if d.value is not None else (d.param or "?") for d in info.dims]
 
-    inputs = [(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
-    outputs = [(v.name, dims(v)) for v in model.graph.output]
+    inputs = [(v.name, dims(v)) for v in graph.inputs if v.name not in initializers]
+    outputs = [(v.name, dims(v)) for v in graph.outputs]
     return inputs, outputs
 
 
@@ -125,17 +126,20 @@ def check_model(
     """(problems, names) of an ONNX model against the contract and, when given, a manifest's names.
 
     Every operator must be a standard one (or ONNX Runtime's own), and weights stored outside the file must lie
-    inside ``root`` (the package directory; None: no external weights at all).
+    inside ``root`` (the package directory; None: no external weights at all). The file is read by ``onnx_graph``,
+    not ``onnx``, whose import alone cost a render half a second of CPU.
     """
-    import onnx
-
     where = f"The {contract.label} model {path}"
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        inputs, outputs = _model_io(model)
-    except Exception as exc:  # onnx raises several unrelated types for a damaged file
-        return [f"{where} is not a readable ONNX model ({type(exc).__name__})."], None
-    graph_problems = _operator_problems(model, where) + _external_data_problems(model, path, root, where)
+        graph = read_graph(path)
+        inputs, outputs = _model_io(graph)
+    except (ValueError, OSError) as exc:
+        return [f"{where} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})."], None
+    graph_problems = (
+        _opset_problems(graph, where)
+        or _operator_problems(graph, where)
+        or _external_data_problems(graph, path, root, where)
+    )
     if graph_problems:
         return graph_problems, None
     input_names, output_names = [n for n, _ in inputs], [n for n, _ in outputs]
@@ -165,8 +169,14 @@ def check_model(
         )
     if problems:
         return problems, None
-    symbolic = not all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:])
-    return [], ModelIO(input_names, names["outputs"] if names is not None else output_names, symbolic)
+    from lipsync_render.model_shapes import cached_shape_facts
+
+    facts = cached_shape_facts(path, contract, where)
+    if facts.problems:
+        return facts.problems, None
+    symbolic = not all(isinstance(d, int) and d > 0 for d in outputs[0][1][1:]) and not facts.output_known
+    output_names = names["outputs"] if names is not None else output_names
+    return [], ModelIO(input_names, output_names, symbolic, facts.fixed_batch, facts.sample_bytes)
 
 
 def require_finite(values: np.ndarray, contract: ModelContract, path: Path | None) -> np.ndarray:
@@ -179,47 +189,53 @@ def require_finite(values: np.ndarray, contract: ModelContract, path: Path | Non
     return values
 
 
-def _graphs(graph):
-    """A graph and every subgraph inside its nodes (If/Loop/Scan bodies)."""
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                yield from _graphs(sub)
+def require_output_shape(output: np.ndarray, count: int, contract: ModelContract, path: Path | None) -> np.ndarray:
+    """``output`` when it holds ``count`` samples of the contract's output shape; a model whose output is not what
+    it declared is a broken package (PackageError), not a reshape error."""
+    if tuple(np.shape(output)) != (count, *contract.output):
+        raise PackageError(
+            f"The {contract.label} model {path or ''} gave shape {list(np.shape(output))} for {count} sample(s); "
+            f"the contract is [{count}, {', '.join(map(str, contract.output))}]."
+        )
+    return output
 
 
-def _operator_problems(model, where: str) -> list[str]:
-    import onnx
+def _opset_problems(graph: Graph, where: str) -> list[str]:
+    """An operator set newer than this tool knows is a package problem (exit 4), not a device one."""
+    for domain, version in graph.opsets:
+        if domain in ("", "ai.onnx") and not 1 <= version <= NEWEST_OPSET:
+            return [f"{where} uses ONNX opset {version}; this tool runs opsets 1 to {NEWEST_OPSET}."]
+    return []
 
-    for graph in _graphs(model.graph):
-        for node in graph.node:
+
+def _operator_problems(graph: Graph, where: str) -> list[str]:
+    for sub in graph.walk():
+        for node in sub.nodes:
             domain = node.domain or ""
             if domain in RUNTIME_DOMAINS:
                 continue
             if domain not in ("", "ai.onnx"):
                 return [f"{where} uses the custom operator {domain}::{node.op_type}, which this tool cannot run."]
-            if not onnx.defs.has(node.op_type):
+            if node.op_type not in STANDARD_OPS:
                 return [f"{where} uses the unknown operator '{node.op_type}'."]
     return []
 
 
-def _external_data_problems(model, path: Path, root: Path | None, where: str) -> list[str]:
+def _external_data_problems(graph: Graph, path: Path, root: Path | None, where: str) -> list[str]:
     """Weights stored in other files must be files inside ``root``."""
-    import onnx
-
     from lipsync_render.paths import contained_path
 
-    for graph in _graphs(model.graph):
-        for tensor in graph.initializer:
-            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+    for sub in graph.walk():
+        for tensor in sub.initializers:
+            if tensor.data_location != EXTERNAL:
                 continue
-            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
-            if root is None:
-                return [f"{where} keeps weights in another file ({location}); save the model as one file."]
-            relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
-            inside = relative is not None and ".." not in Path(location).parts and contained_path(root, str(relative))
-            if not inside:
-                return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
+            for location in [value for key, value in tensor.external_data if key == "location"] or [""]:
+                if root is None:
+                    return [f"{where} keeps weights in another file ({location}); save the model as one file."]
+                relative = (path.parent / location).relative_to(root) if not Path(location).is_absolute() else None
+                inside = relative is not None and ".." not in Path(location).parts
+                if not (inside and contained_path(root, str(relative))):
+                    return [f"{where} reads weights from '{location}', which is outside the package directory {root}."]
     return []
 
 
@@ -232,26 +248,40 @@ def _dims(dims: list) -> str:
     return "[" + ", ".join(map(str, dims)) + "]"
 
 
-def parse_rects(data: object, path: Path) -> np.ndarray:
+NO_FACE = (-1, -1, -1, -1)  # the row of a null rectangle (a frame without a face) in an (N, 4) array
+
+
+def parse_rects(data: object, path: Path, allow_null: bool = False) -> np.ndarray:
     """Rectangles from JSON data: a non-empty list of [x1, y1, x2, y2] integers, as (N, 4) int64; else PackageError.
+    With ``allow_null`` an entry may be null (the frame has no face): its row is :data:`NO_FACE`.
 
     Every value is checked as an integer before any cast, so no float or huge value can wrap into the frame.
     """
-    rects = np.asarray(data, dtype=object) if isinstance(data, list) else np.empty((0,))
-    if (
-        rects.ndim != 2
-        or rects.shape[1:] != (4,)
-        or not rects.size
-        or not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in rects.flat)
-    ):
-        raise PackageError(f"{path} must hold one [x1, y1, x2, y2] integer rectangle per frame.")
-    return rects.astype(np.int64)
+    rows = data if isinstance(data, list) else []
+    if not rows or not all((allow_null and row is None) or _is_rect(row) for row in rows):
+        what = "integer rectangle (or null: no face)" if allow_null else "integer rectangle"
+        raise PackageError(f"{path} must hold one [x1, y1, x2, y2] {what} per frame.")
+    return np.array([NO_FACE if row is None else row for row in rows], dtype=np.int64).reshape(-1, 4)
+
+
+def _is_rect(row: object) -> bool:
+    return (
+        isinstance(row, list)
+        and len(row) == 4
+        and all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**31 for v in row)
+    )
+
+
+def face_rows(rects: np.ndarray) -> np.ndarray:
+    """(N,) bool: True where a rectangle is a face's, False where it is null (:data:`NO_FACE`)."""
+    return ~(np.asarray(rects).reshape(-1, 4) == NO_FACE).all(axis=1)
 
 
 def check_rects(rects: np.ndarray, width: int, height: int, sources: Path | Sequence[Path]) -> list[str]:
     """One sentence per kind of bad rectangle (empty, not square, outside the frame), naming the first and where
-    it came from (``sources``: one file for all rectangles, or one per rectangle)."""
-    x1, y1, x2, y2 = np.asarray(rects, dtype=np.int64).T
+    it came from (``sources``: one file for all rectangles, or one per rectangle); null rectangles are skipped."""
+    faces = face_rows(rects)
+    x1, y1, x2, y2 = np.asarray(rects, dtype=np.int64).reshape(-1, 4).T
     kinds = (
         ((x2 <= x1) | (y2 <= y1), "is empty"),
         ((x2 - x1) != (y2 - y1), "is not square"),
@@ -259,7 +289,7 @@ def check_rects(rects: np.ndarray, width: int, height: int, sources: Path | Sequ
     )
     problems = []
     for bad, what in kinds:
-        hits = np.flatnonzero(bad)
+        hits = np.flatnonzero(bad & faces)
         if hits.size:
             i = int(hits[0])
             source = sources if isinstance(sources, Path) else sources[i]

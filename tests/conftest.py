@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,13 @@ def golden_path(shared_dir):
         return file
 
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_lipsync_cache(tmp_path_factory):
+    """Records of verified packages (package/verified.py) go to a folder of this run, not the user's cache."""
+    if "LIPSYNC_CACHE" not in os.environ:
+        os.environ["LIPSYNC_CACHE"] = str(tmp_path_factory.mktemp("lipsync-cache"))
 
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]

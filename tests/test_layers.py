@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lipsync_render.errors",
             "lipsync_render.option_values",
             "lipsync_render.paths",
+            "lipsync_render.json_bounded",
             "lipsync_render.store_choice",
             "lipsync_render.host",
             "lipsync_render.devices",
@@ -35,6 +36,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "lipsync_render.media.*",
             "lipsync_render.contract",
+            "lipsync_render.model_shapes",
+            "lipsync_render.onnx_graph",
+            "lipsync_render.onnx_ops",
             "lipsync_render.model_input",
             "lipsync_render.torch_networks",
         ),

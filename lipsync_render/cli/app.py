@@ -7,12 +7,14 @@ anything else is a bug that shows a traceback only with --debug.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 
 import typer
 
 from lipsync_render import __version__
-from lipsync_render.cli import diagnostics_commands, package_commands, render_commands
+from lipsync_render.cli import diagnostics_commands, package_commands, render_commands, review_commands
 from lipsync_render.cli.exits import handle_termination_signals, interrupted, state
 from lipsync_render.cli.help_format import tidy_placeholders
 
@@ -37,6 +39,8 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     state["debug"] = debug
+    if not debug and not sys.warnoptions:  # stderr holds our sentences; -W or --debug shows library warnings
+        warnings.simplefilter("ignore")
 
 
 package_app.command("inspect")(package_commands.package_inspect)
@@ -49,11 +53,40 @@ package_app.command("export-onnx")(package_commands.package_export_onnx)
 app.command("bench")(diagnostics_commands.bench_command)
 app.command("render-many")(render_commands.render_many_command)
 app.command("doctor")(diagnostics_commands.doctor_command)
+app.command("review")(review_commands.review_command)
+
+
+def quiet_resource_tracker() -> None:
+    """multiprocessing's resource tracker is a helper process writing to our stderr: killed mid-render (issue 24),
+    it is started again and prints a KeyError traceback for every lock it never saw registered. Its stderr is
+    pointed at /dev/null while it starts (its own output is never one of our sentences); --debug keeps it."""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    start = tracker.ensure_running
+
+    def ensure_running_quietly():
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+                start()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+    tracker.ensure_running = ensure_running_quietly
 
 
 def main() -> None:
     """Console-script entry point: usage errors are one sentence too (exit 2), signals end it cleanly."""
     handle_termination_signals()
+    if not sys.warnoptions and "--debug" not in sys.argv:
+        # inherited by helpers Python starts with this interpreter's flags (multiprocessing's resource tracker,
+        # whose 'leaked shared_memory' warnings would otherwise reach the user's terminal)
+        sys.warnoptions.append("ignore")
+        warnings.simplefilter("ignore")
+        quiet_resource_tracker()
     try:
         code = tidy_placeholders(typer.main.get_command(app))(standalone_mode=False, prog_name="lipsync")
     except typer.TyperException as exc:  # a flag typer itself cannot parse, a missing argument

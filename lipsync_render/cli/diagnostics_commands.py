@@ -45,7 +45,8 @@ def bench_command(
     except ValueError:
         fail(f"batch sizes must look like 1,4,8,25 (got '{batch_sizes}').", 2)
     session, per_render = split_options(options)
-    bench_report.check_save_paths(save or [])
+    inputs = (audio, *package_input_files(model)) if save else ()
+    bench_report.check_save_paths(save or [], inputs)
     progress = None if quiet else (lambda message: typer.echo(f"bench: {message}", err=True))
     report = bench.run_bench(
         model,
@@ -64,7 +65,20 @@ def bench_command(
     else:
         bench_report.print_report(report)
     for path in save or []:
-        bench_report.save(report, path)
+        bench_report.save(report, path, inputs)
+
+
+def package_input_files(model: str) -> tuple[Path, ...]:
+    """The files of the package ``model`` names, which no output may replace (none when it does not resolve: the
+    run then fails on the package itself)."""
+    from lipsync_render.errors import PackageError
+    from lipsync_render.package.locate import resolve_package_path
+    from lipsync_render.package.manifest import input_files
+
+    try:
+        return input_files(resolve_package_path(model))
+    except PackageError:
+        return ()
 
 
 @user_errors

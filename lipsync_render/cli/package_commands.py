@@ -37,6 +37,10 @@ def package_validate(
         typer.echo(f"problem: {problem}", err=True)
     if report.problems:
         fail(f"package '{name}' has {len(report.problems)} problem(s).", 4)
+    from lipsync_render.package.describe import faceless_line
+
+    if faceless := faceless_line(report.package):
+        typer.echo(f"note: {faceless}.")
     typer.echo(f"package '{name}' is valid.")
 
 
@@ -47,7 +51,9 @@ def package_synth(
     size: str = typer.Option("1280x720", "--size", help="Frame size WxH."),
     seed: int = typer.Option(0, "--seed", help="Seed for frames and weights."),
     tiny: bool = typer.Option(False, "--tiny", help="Trivially cheap models with the same I/O contract."),
-    weights: str = typer.Option("constructed", "--weights", help="constructed (visibly talks) or random."),
+    weights: str = typer.Option(
+        "constructed", "--weights", help="constructed (visibly talks), cast (the same with a colour cast) or random."
+    ),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Directory for the package (default ./packages)."),
     frames_store: str = FRAMES_STORE,
 ) -> None:
@@ -61,8 +67,8 @@ def package_synth(
     problem = size_problem(size)
     if problem:
         fail(f"size {size} {problem}.", 2)
-    if weights not in ("constructed", "random"):
-        fail(f"weights must be 'constructed' or 'random' (got '{weights}').", 2)
+    if weights not in ("constructed", "cast", "random"):
+        fail(f"weights must be 'constructed', 'cast' or 'random' (got '{weights}').", 2)
     path = synth_package(
         package_destination(name, out_dir),
         name=Path(name).name,

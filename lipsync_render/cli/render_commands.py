@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import typer
@@ -24,18 +25,23 @@ def features_command(
 ) -> None:
     """Compute the per-frame audio feature table of an audio file."""
     from lipsync_render.contract import AUDIO_ENCODER
+    from lipsync_render.errors import RenderError
     from lipsync_render.media.audio import load_audio
     from lipsync_render.media.features import encode, encoder_windows, frame_features
     from lipsync_render.media.mel import melspectrogram
     from lipsync_render.package import load_package
+    from lipsync_render.paths import output_problem
     from lipsync_render.runtimes import get_backend
 
     options = SessionOptions(backend=backend, device=device)
     package = load_package(model, verify_checksums=False)
+    inputs = (audio, *package.files)
+    problem = output_problem([output, mel], inputs)  # before any work, and before the first file is written
+    if problem:
+        raise RenderError(problem)
     audio_encoder = get_backend(options.backend, options.device).load(package, AUDIO_ENCODER, options)
     spectrogram = melspectrogram(load_audio(audio))
     table = frame_features(encode(audio_encoder, encoder_windows(spectrogram)))
-    inputs = (audio, *package.files)
     _save_npy(output, table, inputs)
     if mel is not None:
         _save_npy(mel, spectrogram, inputs)
@@ -129,6 +135,7 @@ def render_many_command(
     ),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per job on stdout as it finishes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, per-job lines or summary."),
+    review: Path | None = typer.Option(None, "--review", help="Also write a review page of the outputs (HTML)."),
 ) -> None:
     """Render every job of a manifest; with --skip-existing a rerun resumes where the last one stopped."""
     from lipsync_render.cli.progress import JobReporter
@@ -140,12 +147,13 @@ def render_many_command(
     if not (math.isfinite(job_timeout) and 1 <= job_timeout <= MAX_JOB_TIMEOUT):
         fail(f"--job-timeout must be at least 1 and at most {MAX_JOB_TIMEOUT} seconds (got {job_timeout:g}).", 2)
     jobs = read_jobs(manifest, out_dir)
+    results_out = sys.stdout  # ours alone: Ray's messages are kept off it while it runs
     cluster = None if ray_address is None else ClusterSettings(ray_address, retries, job_timeout, quiet)
     with JobReporter(len(jobs), enabled=not quiet) as reporter:
 
         def on_result(result) -> None:
             if json_lines:
-                typer.echo(json.dumps(result.to_dict()))
+                typer.echo(json.dumps(result.to_dict()), file=results_out)
             reporter.add(result)
 
         results = run_jobs(
@@ -157,5 +165,11 @@ def render_many_command(
             on_frames=reporter.frames,
         )
     reporter.summary()
+    if review is not None:
+        from lipsync_render.review import review_outputs
+        from lipsync_render.storage import is_url
+
+        local = [Path(job.output) for job in jobs if not is_url(job.output)]  # the page reads local files
+        review_outputs([path for path in local if path.is_file()], review)
     if any(r.status == "error" for r in results) or len(results) < len(jobs):
         raise typer.Exit(1)

@@ -16,7 +16,7 @@ import numpy as np
 from lipsync_render.diagnostics.bench import BenchReport, BenchRow
 from lipsync_render.errors import LipsyncError, OptionError, RenderError
 from lipsync_render.host import HostInfo
-from lipsync_render.paths import replaceable_problem, write_file_atomically
+from lipsync_render.paths import output_problem, write_file_atomically
 from lipsync_render.rendering.result import STAGES
 
 
@@ -284,25 +284,27 @@ def save_plot(report: BenchReport, path: str | os.PathLike) -> None:
 SAVE_FORMATS = {".json": "JSON", ".csv": "CSV", ".md": "Markdown", ".png": "PNG plot"}
 
 
-def check_save_paths(paths: Sequence[str | os.PathLike]) -> None:
-    """Fail before benchmarking when a --save file has an unknown suffix or could not be written."""
+def check_save_paths(paths: Sequence[str | os.PathLike], inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Fail before benchmarking when a --save file has an unknown suffix, could not be written, is an input of the
+    run (the audio, a file of the package) or is given twice (the one rule, ``paths.output_problem``)."""
     for path in map(Path, paths):
         if path.suffix.lower() not in SAVE_FORMATS:
             kinds = ", ".join(f"{suffix} ({kind})" for suffix, kind in SAVE_FORMATS.items())
             raise OptionError(f"--save {path}: the suffix must be one of {kinds}.")
-        problem = replaceable_problem(path)
-        if problem:
-            raise RenderError(problem)
+    problem = output_problem(paths, inputs)
+    if problem:
+        raise RenderError(problem)
     if any(Path(path).suffix.lower() == ".png" for path in paths):
         require_matplotlib()
 
 
-def save(report: BenchReport, path: str | os.PathLike) -> None:
+def save(report: BenchReport, path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
     """Write the report in the format its suffix names, atomically, describing a failure in one sentence."""
     path = Path(path)
+    inputs = tuple(Path(p) for p in inputs if p is not None)
     suffix = path.suffix.lower()
     if suffix == ".png":
-        write_file_atomically(path, lambda temporary: save_plot(report, temporary))
+        write_file_atomically(path, lambda temporary: save_plot(report, temporary), inputs)
         return
     text = {".json": to_json, ".csv": to_csv, ".md": to_markdown}[suffix](report)
-    write_file_atomically(path, lambda temporary: temporary.write_text(text))
+    write_file_atomically(path, lambda temporary: temporary.write_text(text), inputs)

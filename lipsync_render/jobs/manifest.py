@@ -7,12 +7,12 @@ before any work with one sentence naming the file and line.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from lipsync_render import json_bounded
 from lipsync_render.errors import LipsyncError
 from lipsync_render.options import JOBS, RenderOptions, SessionOptions, options_for, parse_value, split_options
 from lipsync_render.package.locate import names_a_path
@@ -97,9 +97,9 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LipsyncError(f"{path}, line {number}: not valid JSON ({exc.msg}).") from None
+            row = json_bounded.loads(line, f"{path}, line {number}")
+        except json_bounded.JsonProblem as exc:
+            raise LipsyncError(str(exc).replace(f"line {number} is ", f"line {number}: ", 1)) from None
         if not isinstance(row, dict):
             raise LipsyncError(f"{path}, line {number}: each line must be one JSON object.")
         _check_columns(list(row), f"{path}, line {number}", "key")

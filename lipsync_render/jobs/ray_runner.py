@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 from lipsync_render.errors import LipsyncError
@@ -59,6 +61,11 @@ def run_on_ray(
     if not pending:
         return
     ray = import_ray()
+    with ray_output_apart(quiet):
+        _run(ray, jobs, pending, fail_fast, report, address, skip_existing, retries, job_timeout, quiet)
+
+
+def _run(ray, jobs, pending, fail_fast, report, address, skip_existing, retries, job_timeout, quiet) -> None:
     started_here = not ray.is_initialized()
     if started_here:
         _connect(ray, address, quiet)
@@ -76,6 +83,30 @@ def run_on_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+@contextmanager
+def ray_output_apart(quiet: bool):
+    """Ray's own messages away from our standard output, which carries only our results (``--json``): while Ray
+    runs, ``sys.stdout`` is standard error (Ray prints cluster events such as a node marked dead with ``print``);
+    with ``quiet`` both go nowhere, Ray's native logging on file descriptor 2 included. Callers that print
+    results keep the stream they held before."""
+    saved_stdout, saved_fd = sys.stdout, None
+    sink = open(os.devnull, "w") if quiet else None  # noqa: SIM115 (closed below)
+    try:
+        sys.stdout = sink or sys.stderr
+        if quiet:
+            sys.stderr.flush()
+            saved_fd = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        sys.stdout = saved_stdout
+        if saved_fd is not None:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+        if sink is not None:
+            sink.close()
 
 
 def _connect(ray, address: str, quiet: bool) -> None:

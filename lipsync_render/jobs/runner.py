@@ -83,7 +83,9 @@ def _run_here(jobs: list[Job], pending: list[int], fail_fast: bool, report, on_f
 
 
 def _sweep_here() -> None:
-    """After a cluster run: the shared rings of workers that died on this machine (a lost node's renders)."""
-    from lipsync_render.rendering.shared_ring import sweep_rings
+    """After a cluster run: the shared rings and multiprocessing semaphores of workers that died on this machine (a
+    lost node's renders; the other nodes' are swept by their next render)."""
+    from lipsync_render.rendering.shared_ring import sweep_rings, sweep_semaphores
 
     sweep_rings()
+    sweep_semaphores()

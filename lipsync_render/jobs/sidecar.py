@@ -14,7 +14,7 @@ import socket
 import time
 from pathlib import Path
 
-from lipsync_render import __version__
+from lipsync_render import __version__, json_bounded
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.options import output_affecting
@@ -93,7 +93,7 @@ def remove_sidecar(output: str) -> None:
 def read_sidecar(output: str) -> dict | None:
     """The sidecar beside ``output`` where it lives, or None when there is none or it is unreadable."""
     try:
-        record = json.loads(read_text(sidecar_location(output), MAX_SIDECAR_BYTES))
+        record = json_bounded.loads(read_text(sidecar_location(output), MAX_SIDECAR_BYTES), sidecar_location(output))
     except (LipsyncError, OSError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None

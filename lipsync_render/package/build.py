@@ -11,13 +11,14 @@ import os
 import shutil
 from pathlib import Path
 
-from lipsync_render.contract import AUDIO_ENCODER, UNET, check_rects
+from lipsync_render.contract import AUDIO_ENCODER, UNET, check_rects, face_rows
 from lipsync_render.errors import PackageError
 from lipsync_render.package.dataset_models import DEFAULT_ENCODERS, DEFAULT_UNETS, find_model, require_model
 from lipsync_render.package.datasets import open_dataset
 from lipsync_render.package.landmarks import smooth_rects
 from lipsync_render.package.loader import MANIFEST, validate_package
 from lipsync_render.package.writer import write_package
+from lipsync_render.paths import folder_replacement_problem
 from lipsync_render.store_choice import StoreChoice
 
 
@@ -45,11 +46,22 @@ def build_package(
     if dest.exists() and not (dest / MANIFEST).is_file():
         raise PackageError(f"{dest} already exists and is not a model package; refusing to replace it.")
 
+    problem = folder_replacement_problem(dest, (dataset, unet, encoder, video)) if dest.exists() else None
+    if problem:  # before anything reads the inputs: a rebuilt package replaces its folder whole
+        raise PackageError(problem)
     source = open_dataset(dataset, video)
     unet_path = find_model(unet, dataset, DEFAULT_UNETS, "UNet", "--unet")
     audio_encoder_path = find_model(encoder, dataset, DEFAULT_ENCODERS, "audio encoder", "--encoder")
+    inputs = (dataset, unet_path, audio_encoder_path, video)
+    problem = folder_replacement_problem(dest, inputs) if dest.exists() else None
+    if problem:
+        raise PackageError(problem)
     require_model(unet_path, UNET)
     require_model(audio_encoder_path, AUDIO_ENCODER)
+    if not face_rows(source.rects).any():
+        raise PackageError(
+            f"No frame of {source.rects_origin} has a face (every rectangle missing or degenerate): nothing to render."
+        )
     problems = check_rects(source.rects, source.width, source.height, source.rect_sources)
     if problems:
         raise PackageError(problems[0])

@@ -12,7 +12,6 @@ Every input is checked when the dataset is opened; the frames are streamed later
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import check_features, parse_rects
+from lipsync_render import json_bounded
+from lipsync_render.contract import NO_FACE, check_features, parse_rects
 from lipsync_render.errors import PackageError
 from lipsync_render.package.dataset_video import video_frames, video_size
-from lipsync_render.package.landmarks import crop_rect, read_landmarks
+from lipsync_render.package.landmarks import landmark_rect
 
 SYNCTALK2D = "synctalk2d"
 SANDERS = "sanders"
@@ -77,27 +77,39 @@ def numbered_files(folder: Path, suffix: str) -> list[Path]:
 def landmark_rects(
     landmarks_dir: Path, frame_files: list[Path] | None, frame_count: int, frames_origin: Path
 ) -> np.ndarray:
-    """One rectangle per frame from ``landmarks/<i>.lms``; every frame must have its file and no file may be extra."""
+    """One rectangle per frame from ``landmarks/<i>.lms``; a frame whose file is missing or whose landmarks are
+    degenerate (not finite, an empty rectangle) gets a null one (``NO_FACE``: no face); no file may be extra."""
     if not landmarks_dir.is_dir():
         raise PackageError(f"Landmark directory {landmarks_dir} does not exist: every frame needs landmarks/<i>.lms.")
-    if frame_files is not None:
-        for i, frame in enumerate(frame_files):
-            if not (landmarks_dir / f"{i}.lms").is_file():
-                raise PackageError(f"Frame {frame} has no landmarks: {landmarks_dir / f'{i}.lms'} is missing.")
-    lms_files = numbered_files(landmarks_dir, ".lms")
-    if len(lms_files) != frame_count:
+    files = landmark_files(landmarks_dir)
+    extra = [i for i in files if i >= frame_count]
+    if extra:
         raise PackageError(
-            f"{landmarks_dir} has {len(lms_files)} landmark files but {frames_origin} has {frame_count} frames."
+            f"{files[min(extra)]} has no frame: {landmarks_dir} has landmark files up to {max(files)}.lms but "
+            f"{frames_origin} has {frame_count} frames."
         )
-    return np.array([crop_rect(read_landmarks(path)) for path in lms_files], dtype=np.int32).reshape(-1, 4)
+    rects = [landmark_rect(files[i]) if i in files else None for i in range(frame_count)]
+    return np.array([NO_FACE if rect is None else rect for rect in rects], dtype=np.int32).reshape(-1, 4)
+
+
+def landmark_files(folder: Path) -> dict[int, Path]:
+    """``folder/<i>.lms`` by index (gaps allowed: a frame without its file has no face); other names are errors."""
+    files = {}
+    for path in folder.iterdir():
+        if path.suffix.lower() != ".lms" or not path.is_file():
+            continue
+        if not path.stem.isdigit():
+            raise PackageError(f"{path} is not named <index>.lms: files in {folder} must be numbered 0, 1, 2, ...")
+        files[int(path.stem)] = path
+    return files
 
 
 def read_rects_json(path: Path) -> np.ndarray:
     """Rectangles of the pre-processed layout: a list of [x1, y1, x2, y2], or a dict "<i>": {"rect": [...]}."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackageError(f"Cannot read crop rectangles from {path} ({exc}).") from None
+        data = json_bounded.read(path, 64 << 20)
+    except json_bounded.JsonProblem as exc:
+        raise PackageError(f"Cannot read crop rectangles: {exc}") from None
     if isinstance(data, dict):
         if not all(str(key).isdigit() for key in data) or sorted(map(int, data)) != list(range(len(data))):
             raise PackageError(f"{path} must map frame indices '0'..'{len(data) - 1}' to rectangles.")
@@ -105,7 +117,7 @@ def read_rects_json(path: Path) -> np.ndarray:
             data = [data[str(i)]["rect"] for i in range(len(data))]
         except (KeyError, TypeError):
             raise PackageError(f'{path} must hold a {{"rect": [x1, y1, x2, y2]}} entry for every frame.') from None
-    return parse_rects(data, path).astype(np.int32)
+    return parse_rects(data, path, allow_null=True).astype(np.int32)
 
 
 def dataset_features(dataset: Path) -> tuple[np.ndarray | None, Path | None]:
@@ -146,7 +158,7 @@ def synctalk2d_source(dataset: Path, video: Path | None) -> DatasetSource:
     landmarks_dir = dataset / LANDMARKS_DIR
     if video is not None:
         width, height = video_size(video)
-        lms_count = len(numbered_files(landmarks_dir, ".lms")) if landmarks_dir.is_dir() else 0
+        lms_count = max(landmark_files(landmarks_dir), default=-1) + 1 if landmarks_dir.is_dir() else 0
         if lms_count == 0:
             raise PackageError(f"Landmark directory {landmarks_dir} has no <i>.lms files for the frames of {video}.")
         rects = landmark_rects(landmarks_dir, None, lms_count, video)
@@ -198,7 +210,7 @@ def sanders_source(dataset: Path, video: Path | None) -> DatasetSource:
         rect_sources = [rects_path] * len(rects)
     elif (dataset / LANDMARKS_DIR).is_dir():
         rects_path = dataset / LANDMARKS_DIR
-        rects = landmark_rects(rects_path, None, len(numbered_files(rects_path, ".lms")), video)
+        rects = landmark_rects(rects_path, None, max(landmark_files(rects_path), default=-1) + 1, video)
         rect_sources = [rects_path / f"{i}.lms" for i in range(len(rects))]
     else:
         raise PackageError(f"{dataset} has no crop rectangles: expected {' or '.join(SANDERS_RECTS)} (or landmarks/).")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_render import json_bounded
 from lipsync_render.contract import count_parameters, read_model_io
 from lipsync_render.package import MANIFEST, Package, load_package
 from lipsync_render.store_choice import store_choice
@@ -62,11 +63,25 @@ def _store_line(package: Package) -> str:
     )
 
 
+def faceless_line(package: Package) -> str | None:
+    """How many frames have no face (null rectangles), or None when every frame has one."""
+    faces = package.faces
+    if faces is None or faces.all():
+        return None
+    missing = int((~faces).sum())
+    return (
+        f"{missing} of {len(faces)} frames have no face (null rectangles, first: frame {int(np.argmin(faces))}); "
+        "render shows them as the package frame"
+    )
+
+
 def _rect_lines(package: Package) -> list[str]:
-    rects = package.rects
+    rects = package.rects if package.faces is None else package.rects[package.faces]
     sides = rects[:, 2] - rects[:, 0]
     centres = (rects[:, :2] + rects[:, 2:]) / 2
+    faceless = faceless_line(package)
     return [
+        *([f"faceless   {faceless}"] if faceless else []),
         f"rects      {len(rects)} squares, side {sides.min()}-{sides.max()} (mean {sides.mean():.1f}), "
         f"x1 {rects[:, 0].min()}-{rects[:, 0].max()}, y1 {rects[:, 1].min()}-{rects[:, 1].max()}",
         f"           centre motion: std x {centres[:, 0].std():.2f} px, y {centres[:, 1].std():.2f} px",
@@ -100,10 +115,12 @@ def _features_line(package: Package) -> str:
 def describe_build(path: str | os.PathLike) -> str:
     """A short summary of a freshly built package: frames, size, rectangles, models, features."""
     path = Path(path)
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = json_bounded.read(path / MANIFEST)
     files = manifest["files"]
-    rects = np.asarray(json.loads((path / files["rects"]).read_text()), dtype=np.int64)
+    rows = json_bounded.read(path / files["rects"], 64 << 20)
+    rects = np.asarray([row for row in rows if row is not None], dtype=np.int64)
     sizes = rects[:, 2] - rects[:, 0]
+    faceless = len(rows) - len(rects)
     source = manifest.get("source", {})
     lines = [
         f"built {path} from {source.get('dataset')} ({source.get('layout')} layout)",
@@ -115,6 +132,11 @@ def describe_build(path: str | os.PathLike) -> str:
         f"y1 {rects[:, 1].min()}..{rects[:, 1].max()}"
         + (f", smoothed over {source['smoothing']} frames" if source.get("smoothing") else ""),
     ]
+    if faceless:
+        lines.append(
+            f"  faceless: {faceless} of {len(rows)} frames have no face (missing or degenerate landmarks): "
+            "null rectangles, shown as the package frame"
+        )
     for role, label in (("unet", "unet"), ("encoder", "encoder")):
         io = manifest["models"][role]
         size = (path / files[role]).stat().st_size / 2**20

@@ -16,9 +16,9 @@ import warnings
 from pathlib import Path
 
 from lipsync_render.contract import AUDIO_ENCODER, UNET
-from lipsync_render.errors import OptionError, PackageError
+from lipsync_render.errors import OptionError, PackageError, RenderError
 from lipsync_render.package.parity import UNCHECKED, Parity, parity
-from lipsync_render.paths import honour_umask
+from lipsync_render.paths import honour_umask, output_problem
 from lipsync_render.torch_networks import ENCODER_PREFIX, audio_encoder_model, import_torch, load_checkpoint, unet_model
 
 OPSET = 17
@@ -131,6 +131,14 @@ def export_onnx(
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise OptionError(f"--parity-tolerance must be a finite number of at least 0 (got {tolerance}).")
     out_dir = Path(out_dir).expanduser()
+    planned = [
+        out_dir / UNET_FILE if unet is not None else None,
+        out_dir / ENCODER_FILE if encoder is not None else None,
+    ]
+    if out_dir.is_dir():  # a folder still to be made holds no input and no file to replace
+        problem = output_problem(planned, (unet, encoder))
+        if problem:
+            raise RenderError(problem)
     results = {}
     if unet is not None:
         dest = out_dir / UNET_FILE

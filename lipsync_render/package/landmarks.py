@@ -8,9 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_render.contract import face_rows
 from lipsync_render.errors import PackageError
 
 LANDMARK_COUNT = 110
+
+
+class DegenerateLandmarks(PackageError):
+    """A landmark file whose points are not finite: the detector found no face in its frame."""
 
 
 def read_landmarks(path: str | os.PathLike) -> np.ndarray:
@@ -29,10 +34,24 @@ def read_landmarks(path: str | os.PathLike) -> np.ndarray:
             point = [float(field) for field in fields]
         except ValueError:
             point = []
-        if len(point) != 2 or not all(np.isfinite(point)):
+        if len(point) != 2:
             raise PackageError(f"Landmark file {path} line {number} is {line.strip()!r}, not two numbers 'x y'.")
+        if not all(np.isfinite(point)):
+            raise DegenerateLandmarks(f"Landmark file {path} line {number} is {line.strip()!r}, not a finite point.")
         points.append(point)
     return np.asarray(points, dtype=np.float32).astype(np.int32)
+
+
+def landmark_rect(path: Path) -> tuple[int, int, int, int] | None:
+    """The crop rectangle of one frame's landmark file, or None when the frame has no usable face: the file is
+    missing, a point is not finite, or the rectangle is empty (x2 <= x1); a malformed file is still an error."""
+    if not path.is_file():
+        return None
+    try:
+        rect = crop_rect(read_landmarks(path))
+    except DegenerateLandmarks:
+        return None
+    return rect if rect[2] > rect[0] else None
 
 
 def crop_rect(landmarks: np.ndarray) -> tuple[int, int, int, int]:
@@ -49,10 +68,21 @@ def smooth_rects(rects: np.ndarray, n: int, frame_size: tuple[int, int] | None =
 
     The result stays square and integer; with ``frame_size`` (width, height) it is kept inside the frame.
     The window shrinks at the ends of the sequence instead of padding. ``n`` <= 1 returns the rects unchanged.
+    Null rectangles (frames without a face) stay null and split the sequence: each run of faces is smoothed alone.
     """
     rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+    faces = face_rows(rects)
     if n <= 1 or len(rects) < 2:
         return rects.astype(np.int32)
+    out = rects.astype(np.int32)
+    starts = np.flatnonzero(faces & ~np.concatenate([[False], faces[:-1]]))
+    for start in starts.tolist():
+        stop = start + int(np.argmin(np.append(faces[start:], False)))
+        out[start:stop] = _smooth_run(rects[start:stop], n, frame_size)
+    return out
+
+
+def _smooth_run(rects: np.ndarray, n: int, frame_size: tuple[int, int] | None) -> np.ndarray:
     centre_x = (rects[:, 0] + rects[:, 2]) / 2.0
     centre_y = (rects[:, 1] + rects[:, 3]) / 2.0
     size = (rects[:, 2] - rects[:, 0]).astype(np.float64)

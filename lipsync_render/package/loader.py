@@ -6,7 +6,7 @@ A package is a directory (format documented in ``packages/README.md``)::
                         model input/output names, sha256 checksums
     frames.npy          background frames, uint8 (N, H, W, 3) BGR, memory-mapped at run time; or, with the jpeg
                         frames store, frames.jpg.bin + frames.index.npy (tiled JPEG, see frame_store.py)
-    crop_rects.json     one [x1, y1, x2, y2] (half-open, square) per frame
+    crop_rects.json     one [x1, y1, x2, y2] (half-open, square) per frame, or null: no face (format version 3)
     unet.onnx           UNet: visual [B,6,320,320] + audio [B,32,16,16] -> [B,3,320,320] (see contract.py)
     audio_encoder.onnx  AVE encoder: [B,1,80,16] -> [B,512]
     aud_ave.npy         optional pre-extracted features, (K, 512) float32
@@ -29,6 +29,7 @@ from lipsync_render.contract import (
     check_features,
     check_model,
     check_rects,
+    face_rows,
     parse_rects,
 )
 from lipsync_render.errors import PackageError
@@ -36,12 +37,15 @@ from lipsync_render.package.frame_store import FrameStore, open_frame_store, ver
 from lipsync_render.package.locate import resolve_package_path
 from lipsync_render.package.manifest import (
     MANIFEST,
+    NULL_RECTS_VERSION,
     check_manifest,
     checksum_entries,
     file_paths,
+    input_files,
     read_json,
     read_manifest,
 )
+from lipsync_render.package.verified import mismatched_files, verify_mode
 
 MAX_RECTS_BYTES = 64 << 20
 
@@ -56,12 +60,13 @@ class Package:
     width: int
     height: int
     frames: FrameStore  # (N, H, W, 3) uint8 BGR by index: memory-mapped npy or decoded JPEG tiles
-    rects: np.ndarray  # (N, 4) int32 [x1, y1, x2, y2]
+    rects: np.ndarray  # (N, 4) int32 [x1, y1, x2, y2]; a frame without a face has its nearest face's rectangle
     unet_path: Path
     audio_encoder_path: Path
     unet_io: ModelIO
     audio_encoder_io: ModelIO
     features: np.ndarray | None = None  # (K, 512) float32, memory-mapped
+    faces: np.ndarray | None = None  # (N,) bool, False where a frame has no face (its rectangle in the file is null)
     manifest: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -70,8 +75,8 @@ class Package:
 
     @property
     def files(self) -> tuple[Path, ...]:
-        """Every file of the package: its manifest and the files it names."""
-        return (self.root / MANIFEST, *(self.root / rel for rel in self.manifest["files"].values() if rel))
+        """Every file of the package no output may replace (see manifest.input_files)."""
+        return input_files(self.root, self.manifest)
 
     @property
     def checksum(self) -> str:
@@ -98,9 +103,13 @@ class PackageReport:
 
 
 def load_package(name: str | os.PathLike, verify_checksums: bool = True) -> Package:
-    """Load and validate a package; raises PackageError naming the first problem."""
+    """Load and validate a package; raises PackageError naming the first problem.
+
+    Checksums are verified once and trusted while a file is unchanged on disk (``package.verified``);
+    ``LIPSYNC_VERIFY=full`` hashes every file on every load."""
     root = resolve_package_path(name)
-    report = check_package(root, verify_checksums)
+    trust = verify_checksums and verify_mode() != "full"
+    report = check_package(root, verify_checksums, trust_record=trust, record=verify_checksums)
     if report.problems:
         problems = report.problems
         more = f" ({len(problems) - 1} more: run 'lipsync package validate {root}')" if len(problems) > 1 else ""
@@ -113,8 +122,18 @@ def validate_package(name: str | os.PathLike, verify_checksums: bool = True) -> 
     return check_package(name, verify_checksums).problems
 
 
-def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode_frames: bool = False) -> PackageReport:
-    """Validate everything render would refuse, up front; ``decode_frames`` also decodes every compressed frame."""
+def check_package(
+    name: str | os.PathLike,
+    verify_checksums: bool = True,
+    decode_frames: bool = False,
+    trust_record: bool = False,
+    record: bool = False,
+) -> PackageReport:
+    """Validate everything render would refuse, up front; ``decode_frames`` also decodes every compressed frame.
+
+    Every checksum is verified by hashing the file unless ``trust_record``: then a file the verified record says
+    matched, and whose identity on disk has not changed since, is not hashed again (``package.verified``).
+    ``record`` (implied by ``trust_record``) writes the files that matched into that record."""
     try:
         root = resolve_package_path(name)
     except PackageError as exc:
@@ -133,13 +152,12 @@ def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode
     if verify_checksums:
         problems += [
             f"{path} does not match its checksum in {MANIFEST}: the file was changed or is corrupt."
-            for path, expected in checksums.items()
-            if sha256_file(path) != expected
+            for path in _mismatched(root, checksums, trust_record, record or trust_record)
         ]
     frames = _load_frames(paths, manifest, problems)
     if frames is not None and decode_frames:
         problems += verify_frames(frames)
-    rects = _load_rects(paths["rects"], manifest, problems)
+    rects, faces = _load_rects(paths["rects"], manifest, problems)
     models = {}
     for contract in (UNET, AUDIO_ENCODER):
         found, models[contract.key] = check_model(paths[contract.key], contract, manifest["models"][contract.key], root)
@@ -162,9 +180,17 @@ def check_package(name: str | os.PathLike, verify_checksums: bool = True, decode
         unet_io=models["unet"],
         audio_encoder_io=models["encoder"],
         features=features,
+        faces=faces,
         manifest=manifest,
     )
     return PackageReport([], warnings, package)
+
+
+def _mismatched(root: Path, checksums: dict[Path, str], trust_record: bool, record: bool) -> list[Path]:
+    if not record or not checksums:
+        return [path for path, expected in checksums.items() if sha256_file(path) != expected]
+    manifest_digest = sha256_file(root / MANIFEST)
+    return mismatched_files(root, manifest_digest, checksums, sha256_file, trust_record)
 
 
 def _load_frames(paths: dict[str, Path], manifest: dict, problems: list[str]) -> FrameStore | None:
@@ -175,22 +201,47 @@ def _load_frames(paths: dict[str, Path], manifest: dict, problems: list[str]) ->
         return None
 
 
-def _load_rects(path: Path, manifest: dict, problems: list[str]) -> np.ndarray | None:
+def _load_rects(path: Path, manifest: dict, problems: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(rectangles with each faceless frame's filled in from the nearest face, faces), or (None, None)."""
     data, found = read_json(path, MAX_RECTS_BYTES)
     if data is None:
         problems += found
-        return None
+        return None, None
+    version = manifest["format_version"]
+    if version < NULL_RECTS_VERSION and isinstance(data, list) and None in data:
+        problems.append(
+            f"{path} has a null rectangle (frame {data.index(None)}: no face), which needs package format version "
+            f"{NULL_RECTS_VERSION}; this package says version {version}."
+        )
+        return None, None
     try:
-        rects = parse_rects(data, path)
+        rects = parse_rects(data, path, allow_null=version >= NULL_RECTS_VERSION)
     except PackageError as exc:
         problems.append(str(exc))
-        return None
+        return None, None
     if len(rects) != manifest["frame_count"]:
         problems.append(f"{path} has {len(rects)} rectangles but the package has {manifest['frame_count']} frames.")
-        return None
+        return None, None
+    faces = face_rows(rects)
+    if not faces.any():
+        problems.append(
+            f"{path} marks every frame as having no face (all rectangles null): there is nothing to render."
+        )
+        return None, None
     found = check_rects(rects, manifest["width"], manifest["height"], path)
     problems += found
-    return None if found else rects.astype(np.int32)
+    return (None, None) if found else (nearest_face_rects(rects, faces).astype(np.int32), faces)
+
+
+def nearest_face_rects(rects: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """The rectangles with each null one replaced by the nearest face's (the earlier one on a tie), so code that
+    only needs a valid crop of any frame (calibration, benchmarks) never meets a null."""
+    have = np.flatnonzero(faces)
+    after = np.minimum(np.searchsorted(have, np.arange(len(rects))), len(have) - 1)
+    before = np.maximum(after - 1, 0)
+    index = np.arange(len(rects))
+    nearest = np.where(np.abs(have[before] - index) <= np.abs(have[after] - index), have[before], have[after])
+    return rects[nearest]
 
 
 def _load_features(path: Path, problems: list[str]) -> np.ndarray | None:

@@ -7,16 +7,20 @@ checksums may only name those files.
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
+from lipsync_render import json_bounded
 from lipsync_render.contract import VIDEO_FPS
 from lipsync_render.paths import contained_path
 from lipsync_render.store_choice import check_store_entry
 
 FORMAT = "lipsync-package"
-FORMAT_VERSION = 2  # 2 added the 'frames_store' entry (npy or jpeg); version 1 packages (always npy) still load
-READABLE_VERSIONS = (1, FORMAT_VERSION)
+# 2 added the 'frames_store' entry (npy or jpeg); 3 allows null rectangles (frames without a face), which older
+# readers would crash on, so a package is written as version 3 only when it has one. Versions 1 and 2 still load.
+FORMAT_VERSION = 3
+NULL_RECTS_VERSION = 3
+READABLE_VERSIONS = (1, 2, FORMAT_VERSION)
 MANIFEST = "package.json"
 MAX_MANIFEST_BYTES = 1 << 20
 MIN_SIDE, MAX_SIDE = 16, 4096  # frame width and height, pixels; even, for yuv420p
@@ -36,18 +40,11 @@ def read_manifest(path: Path) -> tuple[dict | None, list[str]]:
 
 
 def read_json(path: Path, max_bytes: int) -> tuple[object | None, list[str]]:
-    """A JSON file of at most ``max_bytes``, or the sentence saying why it cannot be read."""
+    """A JSON file of at most ``max_bytes`` (read by the one bounded reader), or the sentence saying why not."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return None, [f"{path} is {size} bytes; at most {max_bytes} are read."]
-        return json.loads(path.read_bytes().decode("utf-8")), []
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, [f"{path} is not valid JSON ({exc})."]
-    except RecursionError:
-        return None, [f"{path} is nested too deeply to be read."]
-    except OSError as exc:
-        return None, [f"{path} cannot be read ({exc.strerror or exc})."]
+        return json_bounded.read(path, max_bytes), []
+    except json_bounded.JsonProblem as exc:
+        return None, [str(exc)]
 
 
 def check_manifest(manifest: dict, path: Path) -> list[str]:
@@ -144,3 +141,25 @@ def checksum_entries(manifest: dict, root: Path) -> tuple[dict[Path, str], list[
     )
     entries = {root / rel: digest for rel, digest in checksums.items() if rel in declared}
     return entries, problems, warnings
+
+
+def input_files(root: Path, manifest: dict | None = None) -> tuple[Path, ...]:
+    """Every file of a package that no output may replace: the manifest, each file it names that lies inside the
+    package, and every other regular file at the package's top level (external weights, notes): an input of any
+    command that reads the package. ``manifest`` None: read here; an unreadable one names no files."""
+    if manifest is None:
+        try:
+            manifest = json_bounded.read(root / MANIFEST, MAX_MANIFEST_BYTES)
+        except json_bounded.JsonProblem:
+            manifest = None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    named = [rel for rel in files.values() if isinstance(rel, str)] if isinstance(files, dict) else []
+    found = [root / MANIFEST, *(path for rel in named if (path := contained_path(root, rel)) is not None)]
+    try:
+        with os.scandir(root) as entries:
+            found += [
+                Path(entry.path) for _, entry in zip(range(10_000), entries) if entry.is_file(follow_symlinks=False)
+            ]
+    except OSError:
+        pass
+    return tuple(dict.fromkeys(found))

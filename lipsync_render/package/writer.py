@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from lipsync_render import __version__
-from lipsync_render.contract import read_model_io
+from lipsync_render.contract import face_rows, read_model_io
 from lipsync_render.errors import PackageError
 from lipsync_render.package.frame_writer import frame_writer
 from lipsync_render.package.loader import sha256_file
-from lipsync_render.package.manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from lipsync_render.package.manifest import FORMAT, MANIFEST, NULL_RECTS_VERSION
 from lipsync_render.paths import honour_umask
 from lipsync_render.store_choice import StoreChoice
 
@@ -51,8 +51,10 @@ def write_package(
             writer.add(frame)
         files = writer.finish()
         height, width = writer.shape[:2]
-        rects = np.asarray(rects, dtype=np.int64)
-        (staging / "crop_rects.json").write_text(json.dumps(rects.tolist()))
+        rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+        faces = face_rows(rects)
+        rows = [row if face else None for row, face in zip(rects.tolist(), faces.tolist())]
+        (staging / "crop_rects.json").write_text(json.dumps(rows))
         _put_model(unet, staging / "unet.onnx")
         _put_model(encoder, staging / "audio_encoder.onnx")
         files = {
@@ -70,7 +72,7 @@ def write_package(
             models[role] = {"inputs": [n for n, _ in inputs], "outputs": [n for n, _ in outputs]}
         manifest = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": NULL_RECTS_VERSION if not faces.all() else 2,  # what older readers can read
             "name": name,
             "fps": fps,
             "width": int(width),

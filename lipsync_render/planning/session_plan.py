@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
-from lipsync_render.errors import DeviceError
+from lipsync_render.errors import DeviceError, LipsyncError, OptionError
 from lipsync_render.media.video import select_video_encoder, software_encoder
+from lipsync_render.model_shapes import batch_memory_problem, max_batch
 from lipsync_render.option_values import frame_size
 from lipsync_render.options import SessionOptions
 from lipsync_render.package import Package
@@ -157,7 +158,7 @@ def plan_session(
         device_kind=device_kind,
         precision=precision,
         precision_source=source,
-        batch_size=settings.batch_size,
+        batch_size=planned_batch(package, requested.batch_size, settings.batch_size, device_kind, requested.device),
         workers=settings.workers,
         threads=threads,
         encoder_threads=settings.encoder_threads,
@@ -169,6 +170,44 @@ def plan_session(
         cuda_graph=requested.cuda_graph,
         precision_choice=choice,
     )
+
+
+def planned_batch(package: Package, requested: int | None, automatic: int, device_kind: str, device: str) -> int:
+    """The UNet batch: a batch axis the model fixes is a fact (an explicit other size is refused); then what the
+    device's available memory holds at the model's planned bytes per sample (``model_shapes``): an explicit size
+    beyond it is refused in a sentence, the automatic one is lowered to it. Never found by trial."""
+    io = package.unet_io
+    if io.fixed_batch:
+        if requested and requested != io.fixed_batch:
+            raise OptionError(
+                f"The UNet model {package.unet_path} takes batches of exactly {io.fixed_batch} (its batch axis is "
+                f"fixed); --batch-size {requested} cannot be used with it."
+            )
+        return io.fixed_batch
+    available, where = available_memory(device_kind, device)
+    problem = batch_memory_problem("UNet", io.sample_bytes, requested or automatic, available, where)
+    if problem and requested:
+        raise DeviceError(problem + " Use a smaller --batch-size.")
+    limit = max_batch(io.sample_bytes, available)
+    if limit is not None and limit < 1:
+        raise DeviceError(problem)
+    return min(automatic, limit) if limit is not None and not requested else requested or automatic
+
+
+def available_memory(device_kind: str, device: str) -> tuple[int, str]:
+    """(bytes available, how a sentence names the device): free GPU memory from nvidia-smi, else free RAM."""
+    import psutil
+
+    if device_kind != "cpu":
+        from lipsync_render.devices import DeviceRequest, nvidia_smi
+
+        try:
+            index = DeviceRequest.parse(device).index
+            free = nvidia_smi("memory.free", index)
+            return int(float(free[0].split()[0])) << 20, f"GPU {index}"
+        except (IndexError, ValueError, LipsyncError):
+            return 0, f"GPU {device}"
+    return psutil.virtual_memory().available, "this machine"
 
 
 def device_settings(requested: SessionOptions) -> SessionOptions:

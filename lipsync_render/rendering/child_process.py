@@ -39,6 +39,10 @@ def start_as_helper(on_parent_gone: Callable[[], None] | None = None) -> None:
     """Call first thing in a helper process; ``on_parent_gone`` runs (on a watcher thread) before it exits when
     the parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        os.setpgid(0, 0)  # a killer of the parent's process group (Ray ending a worker) leaves the clean-up to run
+    except OSError:
+        pass
     parent = os.getppid()
 
     def watch() -> None:

@@ -23,6 +23,7 @@ from lipsync_render.errors import RenderError
 from lipsync_render.media.colour import BT709Converter
 from lipsync_render.package.frame_store import FrameStore
 from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
+from lipsync_render.rendering.colour_match import Correction
 from lipsync_render.rendering.frame_ring import RingLayout
 from lipsync_render.rendering.geometry import composite_frame, cross_fade
 from lipsync_render.rendering.shared_ring import attach_ring, create_ring, sweep_rings, unlink_ring
@@ -30,11 +31,13 @@ from lipsync_render.rendering.shared_ring import attach_ring, create_ring, sweep
 
 @dataclass(frozen=True)
 class FrameTask:
-    """How one frame is finished: the feather width of its seam (0: hard) and how far it fades to the package
-    frame (0: the composited prediction, 1: the untouched package frame, which needs no prediction)."""
+    """How one frame is finished: the feather width of its seam (0: hard), how far it fades to the package
+    frame (0: the composited prediction, 1: the untouched package frame, which needs no prediction) and the colour
+    correction of its prediction (``--colour-match``; None: as the model made it)."""
 
     feather: int = 0
     still_weight: float = 0.0
+    colour: Correction | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class _WorkerState:
         self.frames = frames
         self.scratch = np.empty(frames.shape[1:], np.uint8)
         self.decoded = np.empty(frames.shape[1:], np.uint8)
+        self.corrected = np.empty(self.predictions.shape[1:], np.uint8)
         height, width = frames.shape[1:3]
         self.converter = BT709Converter(width, height, layout.width, layout.height)
 
@@ -75,7 +79,10 @@ class _WorkerState:
         if task.still_weight >= 1:
             frame = still
         else:
-            frame = composite_frame(still, rect, self.predictions[slot], out=self.scratch, feather=task.feather)
+            prediction = self.predictions[slot]
+            if task.colour is not None:
+                prediction = task.colour.apply(prediction, out=self.corrected)
+            frame = composite_frame(still, rect, prediction, out=self.scratch, feather=task.feather)
             if task.still_weight > 0:
                 frame = cross_fade(frame, still, task.still_weight, out=self.scratch)
         frame = self.converter.fit(frame)

@@ -39,9 +39,10 @@ from lipsync_render.model_input import crop_328, prediction_to_uint8, visual_inp
 from lipsync_render.option_values import feather_pixels
 from lipsync_render.options import RenderOptions
 from lipsync_render.paths import replaceable_problem
-from lipsync_render.rendering import cancellation, silence
+from lipsync_render.rendering import cancellation, faces, silence
 from lipsync_render.rendering.batches import Batch, plan_batches
 from lipsync_render.rendering.cancellation import POLL_SECONDS, Cancelled
+from lipsync_render.rendering.colour_match import ColourMatcher
 from lipsync_render.rendering.compositing_pool import CompositingPoolBroken, FrameOutput, FrameTask
 from lipsync_render.rendering.encoding_process import video_target
 from lipsync_render.rendering.feature_stream import FeatureStream, ring_rows
@@ -96,6 +97,7 @@ class RenderRun:
         self.frames_done = 0
         self.idle_frames = 0
         self.feather = feather_pixels(options.blend)
+        self.colour = ColourMatcher() if options.colour_match == "auto" else None
         self.frame_output = FrameOutput(options.frames_dir, options.frames_format, options.jpeg_quality)
         self.stream = self._feature_stream()
 
@@ -212,6 +214,7 @@ class RenderRun:
             weights = silence.stream_still_weights(self.audio.blocks(), self.frame_count)
         else:
             weights = itertools.repeat(0.0)
+        weights = faces.still_weights(weights, self.schedule, self.package.faces)  # no face: the package frame
         return plan_batches(self.frame_count, weights, size, first)
 
     def _extract_features(self) -> None:
@@ -232,8 +235,10 @@ class RenderRun:
             audio = self.stream.blocks(rendered, self.cancel)
             tick = time.perf_counter()
             visual = np.empty((len(rendered), *shape), dtype)
-            for row, index in enumerate(self.schedule[rendered]):
+            for row, (number, index) in enumerate(zip(rendered.tolist(), self.schedule[rendered])):
                 crop = crop_328(*frames.rect_pixels(index, rects[index]), out=visual[row] if uint8 else None)
+                if self.colour is not None:
+                    self.colour.remember(number, crop)
                 if not uint8:
                     visual_input(crop, out=visual[row])
             self.seconds["prepare"] += time.perf_counter() - tick
@@ -268,7 +273,8 @@ class RenderRun:
                 index = int(self.schedule[number])
                 prediction = None if weight >= 1 else next(rendered)
                 self.idle_frames += prediction is None
-                task = FrameTask(self.feather, weight)
+                colour = self.colour.correction(int(number), prediction) if self.colour and weight < 1 else None
+                task = FrameTask(self.feather, weight, colour)
                 future = self.pool.submit(slot, prediction, index, rects[index], int(number), self.frame_output, task)
                 self.pending.put((slot, future))
         self.pending.put(None)

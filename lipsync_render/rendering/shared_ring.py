@@ -64,6 +64,66 @@ def sweep_rings() -> list[str]:
     return removed
 
 
+def sweep_semaphores(min_age_s: float = 10.0) -> list[str]:
+    """Unlink multiprocessing's named semaphores (``sem.mp-*``, the locks of its queues and pools) that this user's
+    dead processes left: those no process of this user maps any more, older than ``min_age_s``.
+
+    A helper's resource tracker unlinks them when its process ends, but a node killed whole (its trackers too)
+    leaves them behind. A semaphore is mapped by every process that uses it from its creation on and is readable
+    only by its user (mode 0600), so one that none of the user's processes maps is nobody's. Mappings are matched by
+    inode: glibc maps a semaphore under a temporary name before it links it to its own. Run after a cluster run,
+    not per render: it reads every process's memory map.
+    """
+    import time
+
+    import psutil
+
+    uid, now = os.getuid(), time.time()
+    candidates: dict[int, str] = {}
+    try:
+        device = os.stat(SHM_DIR).st_dev
+        for entry in os.scandir(SHM_DIR):
+            info = entry.stat(follow_symlinks=False)
+            if entry.name.startswith("sem.mp-") and info.st_uid == uid and now - info.st_mtime > min_age_s:
+                candidates[info.st_ino] = entry.name
+    except OSError:
+        return []
+    for process in psutil.process_iter(["uids"]):
+        if not candidates:
+            return []
+        try:
+            if process.info["uids"] is None or process.info["uids"].real != uid:
+                continue
+            with open(f"/proc/{process.pid}/maps") as maps:
+                for line in maps:
+                    fields = line.split(None, 5)
+                    if len(fields) == 6 and fields[5].startswith("/dev/shm/") and fields[4].isdigit():
+                        major, minor = (int(part, 16) for part in fields[3].split(":"))
+                        if os.makedev(major, minor) == device:
+                            candidates.pop(int(fields[4]), None)
+        except (FileNotFoundError, ProcessLookupError, psutil.NoSuchProcess):
+            continue  # ended while we looked: it maps nothing any more
+        except (OSError, psutil.Error):
+            if _could_use_multiprocessing(process):
+                return []  # a Python process of ours whose map cannot be read: unsafe to judge, leave everything
+    for name in candidates.values():
+        try:
+            os.unlink(SHM_DIR / name)
+        except OSError:
+            pass
+    return sorted(candidates.values())
+
+
+def _could_use_multiprocessing(process) -> bool:
+    """Whether a process whose memory map is hidden (a sandbox's init, say) could hold these semaphores: only a
+    Python interpreter (or a Ray worker, which renames itself ``ray::...``) creates them."""
+    try:
+        name = process.name()
+    except Exception:  # gone or hidden too: assume the worst
+        return True
+    return name.startswith(("python", "ray::")) or "python" in name
+
+
 def _untrack(shm: shared_memory.SharedMemory) -> None:
     """Keep the resource tracker from registering the segment (Python < 3.13 registers on open, too)."""
     try:

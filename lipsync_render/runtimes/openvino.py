@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
+from lipsync_render.contract import UNET, UNET_UINT8, ModelContract, require_output_shape
 from lipsync_render.devices import DeviceRequest
 from lipsync_render.errors import DeviceError
 
@@ -48,7 +48,11 @@ class OpenVinoModel:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.contract = contract
-        self.batch_size = batch_size
+        fixed = compiled.inputs[0].get_partial_shape()[0]
+        # a model exported with a fixed batch axis runs at exactly that size, short batches padded (as on ORT)
+        self.model_batch = fixed.get_length() if fixed.is_static else None
+        self.constant_shape = self.model_batch is not None
+        self.batch_size = self.model_batch or batch_size
         self.path = path
         self.input_names = [port.any_name for port in compiled.inputs]
         self.providers = [f"OpenVINO CPU {precision}"]
@@ -58,8 +62,16 @@ class OpenVinoModel:
         result = np.empty((n, *self.contract.output), np.float32)
         for first in range(0, n, self.batch_size):
             chunk = [np.ascontiguousarray(x[first : first + self.batch_size], np.float32) for x in inputs]
-            output = self.request.infer(dict(zip(self.input_names, chunk)))[self.compiled.output(0)]
-            result[first : first + len(chunk[0])] = np.asarray(output).reshape(len(chunk[0]), *self.contract.output)
+            count = len(chunk[0])
+            if self.constant_shape and count < self.batch_size:
+                chunk = [np.concatenate([x, np.zeros((self.batch_size - count, *x.shape[1:]), x.dtype)]) for x in chunk]
+            try:
+                output = self.request.infer(dict(zip(self.input_names, chunk)))[self.compiled.output(0)]
+            except RuntimeError as exc:
+                text = " ".join(str(exc).split())[:200]
+                raise DeviceError(f"OpenVINO could not run {self.path} at batch {len(chunk[0])} ({text}).") from None
+            output = require_output_shape(np.asarray(output), len(chunk[0]), self.contract, self.path)
+            result[first : first + count] = output[:count]
         return result
 
     def warm_up(self) -> None:
@@ -108,10 +120,10 @@ class OpenVinoBackend:
                 f"GPU); it runs {', '.join(supported_precisions())} here."
             )
         path = self._model_path(package, contract, precision)
-        from lipsync_render.package.cache import cache_dir
+        from lipsync_render.package.cache import cache_path
 
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache_dir(package) / "openvino")})
+        core.set_property({"CACHE_DIR": str(cache_path(package, "openvino"))})
         threads = 1 if contract is not UNET else options.threads or os.cpu_count() or 1
         config = compile_config(precision, threads)
         try:

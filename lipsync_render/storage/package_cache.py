@@ -20,7 +20,6 @@ installed package. Lock files are never deleted (an unlinked lock file would let
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -30,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from lipsync_render import json_bounded
 from lipsync_render.errors import OptionError, PackageError
 from lipsync_render.package.loader import check_package
 from lipsync_render.package.manifest import MANIFEST, MAX_MANIFEST_BYTES, check_manifest
-from lipsync_render.paths import contained_path
+from lipsync_render.paths import CACHE_ENV, contained_path, user_cache_dir
 from lipsync_render.storage.remote import failure, filesystem, get_bounded, location, read_bytes
 from lipsync_render.storage.urls import Location, redact
 
-CACHE_ENV = "LIPSYNC_CACHE"
 SIZE_ENV = "LIPSYNC_PACKAGE_CACHE_GB"
 DEFAULT_CACHE_GB = 20.0
 LOCK_WAIT_S = 3600.0  # another worker of this node may be downloading a large package
@@ -46,10 +45,7 @@ _INSTALL = re.compile(r"^\.install-(\d+)-")
 
 
 def cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    if base:
-        return Path(base).expanduser() / "packages"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lipsync" / "packages"
+    return user_cache_dir("packages")
 
 
 def cache_limit_bytes() -> int:
@@ -135,9 +131,9 @@ def _installed(entry: Path, checksum: str) -> bool:
 def _install(loc: Location, manifest_bytes: bytes, entry: Path, limit: int) -> None:
     shown = redact(loc.text)
     try:
-        manifest = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PackageError(f"{shown}/{MANIFEST} is not valid JSON ({exc}).") from None
+        manifest = json_bounded.loads(manifest_bytes, f"{shown}/{MANIFEST}")
+    except json_bounded.JsonProblem as exc:
+        raise PackageError(str(exc)) from None
     if not isinstance(manifest, dict):
         raise PackageError(f"{shown}/{MANIFEST} must hold a JSON object.")
     problems = check_manifest(manifest, f"{shown}/{MANIFEST}")

@@ -110,15 +110,16 @@ def _draw_head(frame: np.ndarray, skin: np.ndarray, cx: float, cy: float, width:
 
 
 def build_models(seed: int = 0, tiny: bool = False, weights: str = "constructed") -> tuple[bytes, bytes]:
-    """Serialized (unet, encoder) ONNX models: true architectures (or tiny stand-ins) with made-up weights."""
+    """Serialized (unet, encoder) ONNX models: true architectures (or tiny stand-ins) with made-up weights
+    (``weights``: constructed, cast = constructed with a known colour cast, or random)."""
     from lipsync_render.synth import architectures
 
     if weights == "random" or tiny:
         source = architectures.RandomWeights(seed)
     else:
-        from lipsync_render.synth.weights import ConstructedWeights
+        from lipsync_render.synth.weights import CAST_LOGITS, ConstructedWeights
 
-        source = ConstructedWeights(seed)
+        source = ConstructedWeights(seed, cast=CAST_LOGITS if weights == "cast" else (0.0, 0.0, 0.0))
     unet = architectures.build_unet(source, tiny=tiny)
     encoder = architectures.build_encoder(source, tiny=tiny)
     return unet.SerializeToString(), encoder.SerializeToString()

@@ -96,6 +96,9 @@ MOUTH_RAMP = 0.12  # M above c over which the darkening fades in (soft edge), th
 MOUTH_LOGIT_SHIFT = np.array([2.0, 2.6, 2.2])  # B, G, R logit drop inside the mouth: skin -> dark red
 
 LOGIT_HINGES = 39  # knots of the piecewise-linear logit per colour (plus the linear term)
+# `--weights cast`: a known colour cast, added to the B, G, R output logits (a trained model's tint, on demand;
+# on skin it is about -19, -3 and +11 levels), the showcase and test of --colour-match.
+CAST_LOGITS = (-0.30, -0.05, 0.25)
 
 
 # ------------------------------------------------------------------------------------- weight source
@@ -104,9 +107,9 @@ LOGIT_HINGES = 39  # knots of the piecewise-linear logit per colour (plus the li
 class ConstructedWeights:
     """WeightSource whose UNet passes the face through and opens a dark mouth with loud audio."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, cast: tuple[float, float, float] = (0.0, 0.0, 0.0)):
         self.seed = seed
-        self._fills: dict[str, Fill] = {**_encoder_fills(), **_unet_fills()}
+        self._fills: dict[str, Fill] = {**_encoder_fills(), **_unet_fills(cast)}
 
     def conv(self, name: str, cout: int, cin_per_group: int, k: int, groups: int) -> tuple[np.ndarray, np.ndarray]:
         weight = np.zeros((cout, cin_per_group, k, k), dtype=np.float32)
@@ -203,7 +206,7 @@ def _route(fills: dict[str, Fill], block: str, src: int, dst: int, kernel=(_KEEP
     fills[f"{block}.project"] = _set((dst, 0, 0, 0), 1.0)
 
 
-def _unet_fills() -> dict[str, Fill]:
+def _unet_fills(cast=(0.0, 0.0, 0.0)) -> dict[str, Fill]:
     fills: dict[str, Fill] = {}
     ch = UNET_CHANNELS
 
@@ -229,12 +232,12 @@ def _unet_fills() -> dict[str, Fill]:
     _route(fills, "unet.fuse2.conv1", 0, 0, DECODER_KERNELS["fuse2"])
     for stage in ("up1", "up2", "up3", "up4"):
         _route(fills, f"unet.{stage}.conv1", 0, 0, DECODER_KERNELS[stage])
-    fills.update(_up5_fills())
+    fills.update(_up5_fills(cast))
     fills["unet.outc"] = _set(([0, 1, 2], [0, 1, 2], 0, 0), 1.0)
     return fills
 
 
-def _up5_fills() -> dict[str, Fill]:
+def _up5_fills(cast=(0.0, 0.0, 0.0)) -> dict[str, Fill]:
     """up5.conv1: per-colour hinge channels -> piecewise-linear logit, plus the mouth gate (see module doc)."""
     knots, signs, slopes, intercept = logit_fit()
     per_colour = len(knots)
@@ -256,7 +259,7 @@ def _up5_fills() -> dict[str, Fill]:
         for c in range(3):
             w[c, c * per_colour : (c + 1) * per_colour, 0, 0] = slopes
             w[c, gate : gate + 2, 0, 0] = np.array([-1.0, 1.0]) * MOUTH_LOGIT_SHIFT[c] / MOUTH_RAMP
-        b[:3] = intercept
+        b[:3] = intercept + np.asarray(cast)
 
     return {"unet.up5.conv1.expand": expand, "unet.up5.conv1.depthwise": depthwise, "unet.up5.conv1.project": project}
 

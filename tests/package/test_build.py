@@ -270,11 +270,6 @@ def test_build_with_smoothing(tmp_path, models):
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-def remove_landmarks(dataset: Path) -> str:
-    (dataset / "landmarks" / "3.lms").unlink()
-    return "landmarks/3.lms"
-
-
 def truncate_landmarks(dataset: Path) -> str:
     path = dataset / "landmarks" / "4.lms"
     path.write_text("\n".join(path.read_text().splitlines()[:60]))
@@ -324,7 +319,6 @@ def remove_frames(dataset: Path) -> str:
 @pytest.mark.parametrize(
     "break_dataset",
     [
-        remove_landmarks,
         truncate_landmarks,
         garble_landmarks,
         three_column_landmarks,
@@ -455,7 +449,8 @@ def test_cli_build_writes_packages_name_and_prints_a_summary(tmp_path, models, m
 
 def test_cli_build_error_is_one_line_without_traceback(tmp_path, models, monkeypatch):
     dataset = write_synctalk_dataset(tmp_path / "dataset", count=4, features=False)
-    (dataset / "landmarks" / "2.lms").unlink()
+    path = dataset / "landmarks" / "2.lms"
+    path.write_text("\n".join(path.read_text().splitlines()[:60]))  # malformed, not a missing face
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         app,
@@ -638,3 +633,50 @@ def test_export_parity_tolerance_must_be_a_finite_non_negative_number(tmp_path, 
     result = CliRunner().invoke(app, [*args, f"--parity-tolerance={tolerance}"])
     assert result.exit_code == 2 and "--parity-tolerance" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+# --- frames without a face ----------------------------------------------------------------------------------
+
+
+def test_missing_and_degenerate_landmarks_become_null_rectangles(tmp_path, models):
+    dataset = write_synctalk_dataset(tmp_path / "dataset", features=False)
+    (dataset / "landmarks" / "3.lms").unlink()  # no landmarks: the detector found no face
+    (dataset / "landmarks" / "5.lms").write_text("nan nan\n" * 110)  # not finite
+    (dataset / "landmarks" / "8.lms").write_text(landmark_text([40, 30, 40, 30]))  # an empty rectangle
+    dest = build_package(tmp_path / "pkg", "pkg", dataset, models["unet"], models["encoder"], smooth=3)
+    rows = json.loads((dest / "crop_rects.json").read_text())
+    assert [i for i, row in enumerate(rows) if row is None] == [3, 5, 8]
+    package = load_package(dest)
+    assert package.manifest["format_version"] == 3
+    assert np.flatnonzero(~package.faces).tolist() == [3, 5, 8]
+    assert package.rects[3].tolist() == package.rects[2].tolist()  # filled from the nearest face
+    result = CliRunner().invoke(app, ["package", "inspect", str(dest)])
+    assert result.exit_code == 0 and "3 of 12 frames have no face" in result.output
+    result = CliRunner().invoke(app, ["package", "validate", str(dest)])
+    assert result.exit_code == 0 and "3 of 12 frames have no face" in result.output
+
+
+def test_build_prints_how_many_frames_have_no_face(tmp_path, models, monkeypatch):
+    dataset = write_synctalk_dataset(tmp_path / "dataset", count=4, features=False)
+    (dataset / "landmarks" / "1.lms").unlink()
+    monkeypatch.chdir(tmp_path)
+    args = ["package", "build", "demo", "--from", str(dataset), "--unet", str(models["unet"])]
+    result = CliRunner().invoke(app, [*args, "--encoder", str(models["encoder"])])
+    assert result.exit_code == 0, result.output
+    assert "faceless: 1 of 4 frames have no face" in result.output
+
+
+def test_a_dataset_without_any_face_is_refused(tmp_path, models):
+    dataset = write_synctalk_dataset(tmp_path / "dataset", count=4, features=False)
+    for path in (dataset / "landmarks").iterdir():
+        path.unlink()
+    with pytest.raises(PackageError, match=r"No frame of .* has a face"):
+        build_package(tmp_path / "pkg", "pkg", dataset, models["unet"], models["encoder"])
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_smoothing_keeps_null_rectangles_and_smooths_each_run():
+    rects = np.array([[10, 10, 50, 50], [12, 10, 52, 50], [-1, -1, -1, -1], [30, 30, 70, 70], [32, 30, 72, 70]])
+    smoothed = smooth_rects(rects, 3)
+    assert smoothed[2].tolist() == [-1, -1, -1, -1]
+    assert smoothed[0].tolist() == smoothed[1].tolist() == [11, 10, 51, 50]  # not pulled towards frame 3

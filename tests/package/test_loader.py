@@ -197,3 +197,51 @@ def test_bad_features_file(package):
     data["files"]["features"] = "aud_ave.npy"
     write_manifest(package, data)
     assert_problem(package, "aud_ave.npy", "(K, 512)")
+
+
+# --- null rectangles (frames without a face, format version 3) -------------------------------------------
+
+
+def set_version(path: Path, version: int) -> None:
+    data = manifest(path)
+    data["format_version"] = version
+    write_manifest(path, data)
+
+
+def test_null_rectangles_load_in_version_3(package):
+    set_version(package, 3)
+    edit_rects(package, lambda rects: [None if i % 5 == 0 else r for i, r in enumerate(rects)])
+    loaded = load_package(package)
+    assert np.flatnonzero(~loaded.faces).tolist() == [0, 5, 10]
+    assert loaded.rects[0].tolist() == loaded.rects[1].tolist()  # nearest face: frame 1
+    assert loaded.rects[5].tolist() == loaded.rects[4].tolist()  # a tie takes the earlier face
+    result = runner.invoke(app, ["package", "validate", str(package)])
+    assert result.exit_code == 0 and "3 of 12 frames have no face" in result.stdout
+
+
+def test_older_packages_still_load_with_every_face(package):
+    for version in (2, 1):
+        set_version(package, version)
+        if version == 1:
+            data = manifest(package)
+            data.pop("frames_store")
+            write_manifest(package, data)
+        assert load_package(package).faces.all()
+
+
+def test_null_rectangle_in_a_version_2_package(package):
+    edit_rects(package, lambda rects: rects[:4] + [None] + rects[5:])
+    assert_problem(package, "crop_rects.json", "null rectangle (frame 4", "format version 3")
+
+
+def test_every_rectangle_null(package):
+    set_version(package, 3)
+    edit_rects(package, lambda rects: [None] * len(rects))
+    assert_problem(package, "crop_rects.json", "every frame as having no face")
+
+
+@pytest.mark.parametrize("bad", ["null", [1, 2, 3], [1.0, 2, 3, 4], True, {"rect": [0, 0, 8, 8]}, [None] * 4])
+def test_wrong_types_in_version_3_rectangles(package, bad):
+    set_version(package, 3)
+    edit_rects(package, lambda rects: rects[:2] + [bad] + rects[3:])
+    assert_problem(package, "crop_rects.json", "integer rectangle (or null: no face) per frame")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync_render.contract import ModelContract, require_finite
+from lipsync_render.contract import ModelContract, require_finite, require_output_shape
 from lipsync_render.errors import DeviceError
 from lipsync_render.runtimes.ort.sessions import CUDA, TENSORRT, execution_device
 from lipsync_render.runtimes.ort.uint8_io import CHECKSUM
@@ -96,7 +96,8 @@ class OrtModel:
             checksum = self.buffers[-1].numpy() if self.checksum_name else None
         if checksum is not None:
             require_finite(np.asarray(checksum, np.float32).reshape(1), self.contract, self.path)
-        return np.asarray(output, self.contract.output_dtype).reshape(n, *self.contract.output)
+        output = require_output_shape(output, n, self.contract, self.path)
+        return np.asarray(output, self.contract.output_dtype)
 
     def warm_up(self) -> None:
         """One full-size run on zeros: allocation, kernel choice, TensorRT engine builds and graph capture happen

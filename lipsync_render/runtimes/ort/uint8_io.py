@@ -16,7 +16,7 @@ import numpy as np
 from lipsync_render.contract import CROP_SIZE, ROI_OFFSET, ROI_SIZE
 from lipsync_render.model_input import MASK_COLS, MASK_ROWS
 from lipsync_render.package import Package, sha256_file
-from lipsync_render.package.cache import cache_dir
+from lipsync_render.package.cache import cache_path
 
 WRAPPER_VERSION = 1
 CROPS, PREDICTION, CHECKSUM = "lipsync_uint8_crops", "lipsync_uint8_prediction", "lipsync_output_sum"
@@ -27,7 +27,7 @@ def uint8_unet(package: Package, unet: Path) -> Path:
     from lipsync_render.runtimes.ort.variants import write_atomically
 
     digest = sha256_file(unet)[:16]
-    target = cache_dir(package) / f"unet.uint8io.v{WRAPPER_VERSION}.{digest}.onnx"
+    target = cache_path(package, f"unet.uint8io.v{WRAPPER_VERSION}.{digest}.onnx")
     if not target.exists():
         write_atomically(target, lambda tmp: _write_wrapper(unet, tmp))
     return target

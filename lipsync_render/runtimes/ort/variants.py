@@ -16,7 +16,7 @@ from pathlib import Path
 from lipsync_render.devices import DeviceRequest, nvidia_smi
 from lipsync_render.errors import LipsyncError
 from lipsync_render.package import Package, sha256_file
-from lipsync_render.package.cache import cache_dir
+from lipsync_render.package.cache import cache_path
 from lipsync_render.runtimes.calibration import calibration_inputs
 
 RECIPE_VERSION = 1
@@ -30,7 +30,7 @@ def unet_for_precision(package: Package, precision: str) -> Path:
     if precision == "fp32":
         return package.unet_path
     digest = sha256_file(package.unet_path)[:16]
-    target = cache_dir(package) / f"unet.{precision}.v{RECIPE_VERSION}.{digest}.onnx"
+    target = cache_path(package, f"unet.{precision}.v{RECIPE_VERSION}.{digest}.onnx")
     if not target.exists():
         build = quantize_int8 if precision == "int8" else convert_fp16
         write_atomically(target, lambda tmp: build(package, tmp))
@@ -41,16 +41,16 @@ def engine_cache_dir(package: Package, model: Path, device: str, precision: str 
     """TensorRT engine cache for a model on this GPU: a folder per engine key (see :func:`engine_key`)."""
     if not device.startswith("tensorrt"):
         return None
-    path = (
-        cache_dir(package)
-        / "tensorrt"
-        / engine_key(
+    path = cache_path(
+        package,
+        "tensorrt",
+        engine_key(
             sha256_file(model),
             gpu_identity(DeviceRequest.parse(device).index),
             tensorrt_version(),
             ort_version(),
             precision,
-        )
+        ),
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -125,7 +125,7 @@ def quantize_int8(package: Package, target: Path) -> None:
 
     feeds = [dict(zip(names, inputs)) for inputs in calibration_inputs(package)]
     prepared = target.with_suffix(".pre.onnx")
-    quant_pre_process(str(package.unet_path), str(prepared), skip_symbolic_shape=True)
+    quant_pre_process(str(single_file_model(package.unet_path, target.parent)), str(prepared), skip_symbolic_shape=True)
     quantize_static(
         str(prepared),
         str(target),
@@ -136,6 +136,25 @@ def quantize_int8(package: Package, target: Path) -> None:
         weight_type=QuantType.QInt8,
     )
     prepared.unlink(missing_ok=True)
+
+
+def single_file_model(path: Path, scratch: Path) -> Path:
+    """``path`` itself, or, for a model whose weights lie in other files (validated to be inside its package), a
+    one-file copy in ``scratch``: ONNX Runtime's quantisation tools load the graph from a path of their own and
+    cannot follow external weights (issue 24: an 86-line traceback, and the variant built without them)."""
+    import onnx
+
+    from lipsync_render.errors import PackageError
+
+    graph = onnx.load(str(path), load_external_data=False)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer):
+        return path
+    model = onnx.load(str(path))  # the external weights, read from beside the model
+    if model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF:
+        raise PackageError(f"{path} with its external weights is over 2 GB, too large to quantise here.")
+    copy = scratch / f"{path.stem}.whole.onnx"
+    onnx.save(model, str(copy))
+    return copy
 
 
 def convert_fp16(package: Package, target: Path) -> None:
