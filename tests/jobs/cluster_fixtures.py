@@ -1,9 +1,5 @@
-"""Many-machine test fixtures, everything on 127.0.0.1: a moto S3 server and a two-node Ray cluster.
+"""Many-machine test fixtures, everything on 127.0.0.1: a two-node Ray cluster (S3: moto_fixtures.py).
 
-- :class:`MotoServer`: ``python -m moto.server`` on a free loopback port, health-checked over HTTP; s3fs (through
-  botocore) finds it by ``AWS_ENDPOINT_URL``, botocore's own variable, so the code under test has no test hook.
-  The environment also switches off what could reach further: the EC2 instance metadata lookup, the user's AWS
-  config files and any HTTP proxy for loopback.
 - :class:`RayCluster`: a head and a second node, each its own ``ray start`` with its own temporary folder and a
   custom resource naming it (``lipsync_node_head``, ``lipsync_node_two``), started through ray_loopback.py so
   that both keep the address 127.0.0.1 (Ray would rewrite it to the routable one); a driver connects with
@@ -13,13 +9,18 @@
   the user on the machine, other sessions' included) and checks that none is left. The cluster has a token of its
   own (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``), so no other session's ~/.ray/auth_token decides for it, and
   health checks fast enough (``RAY_health_check_*``) that a killed node is declared dead in ~1.5 s.
+  ``node_env`` adds variables for one node only (its own package cache); ``hidden_on_two`` covers folders with an
+  empty tmpfs for the second node only: it starts in a private mount namespace (``unshare --mount``, root only,
+  see :func:`can_hide_folders`), which its raylet and workers inherit, so the driver and the head see a folder that
+  the second node does not (a package on the driver's disk).
 - :func:`non_loopback_sockets`: every socket of the given processes that listens or connects off loopback.
 
-Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s, moto in ~1.5 s.
+Measured on the 2-core machine: the head starts in ~5 s, the second node in ~3 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -31,8 +32,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -54,10 +53,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _no_proxy_opener():
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def is_loopback(address: str) -> bool:
@@ -86,76 +81,19 @@ def non_loopback_sockets(processes) -> list[str]:
     return found
 
 
-def s3_env(endpoint: str) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-
-
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-class MotoServer:
-    """moto's S3 server on 127.0.0.1 (a subprocess of its own session, stopped by its process id)."""
-
-    def __init__(self, log: Path):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = s3_env(self.endpoint)
-        self.log = log
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout_s: float = 30.0) -> MotoServer:
-        env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES} | self.env
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with _no_proxy_opener().open(f"{self.endpoint}/moto-api/", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"moto server did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def reset(self) -> None:
-        """Empty every bucket (moto's own reset call)."""
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        _no_proxy_opener().open(request, timeout=10).close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
 
 
 class RayCluster:
     """A head and a second node of Ray on 127.0.0.1, one CPU each (see the module's docstring)."""
 
-    def __init__(self, env: dict[str, str] | None = None, cpus: int = 1):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        cpus: int = 1,
+        node_env: dict[str, dict[str, str]] | None = None,
+        hidden_on_two: list[Path] | tuple[Path, ...] = (),
+    ):
         # Short folders: Ray's Unix socket paths live under them and must stay below 108 characters.
         self.base = Path(tempfile.mkdtemp(prefix="lr-", dir="/tmp"))
         self.folders = {"head": self.base / "h", "two": self.base / "2"}
@@ -167,8 +105,11 @@ class RayCluster:
         # ray.init() writes one), and a node started without it cannot join: a token of this cluster's own, explicit.
         auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.env = base_env | FAST_HEALTH_CHECKS | auth | {"RAY_USAGE_STATS_ENABLED": "0"} | (env or {})
+        self.node_env = node_env or {}
+        self.hidden_on_two = [str(folder) for folder in hidden_on_two]
         self.shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         self.shm_seen: set[str] = set()
+        self.shm_of_killed: dict[str, set[str]] = {}  # node -> what its processes held when it was killed
         self._sampling = threading.Event()
         self._sampler: threading.Thread | None = None
 
@@ -189,7 +130,10 @@ class RayCluster:
             "--object-store-memory=80000000",
             "--disable-usage-stats",
         ]
-        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        if node == "two" and self.hidden_on_two:
+            command = [*HIDING_PREFIX, *self.hidden_on_two, "--", *command]
+        env = self.env | self.node_env.get(node, {})
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode:
             raise RuntimeError(f"ray start ({node}) failed: {(done.stdout + done.stderr)[-3000:]}")
 
@@ -200,6 +144,11 @@ class RayCluster:
         except BaseException:
             self.stop()
             raise
+        return self.sample()
+
+    def sample(self) -> RayCluster:
+        """Start noting the /dev/shm entries of the cluster's processes (start() does; call it after starting the
+        nodes some other way)."""
         self._sampler = threading.Thread(target=self._sample_shm, name="shm-sampler", daemon=True)
         self._sampler.start()
         return self
@@ -232,10 +181,21 @@ class RayCluster:
                     pass
         return list(found.values())
 
+    def node_id(self, node: str) -> str:
+        """The Ray node id (hex) of one node, as its raylet was given it."""
+        for proc in self.processes(node):
+            try:
+                if proc.name() == "raylet":
+                    return next(a.split("=", 1)[1] for a in proc.cmdline() if a.startswith("--node_id="))
+            except (psutil.NoSuchProcess, StopIteration):
+                continue
+        raise RuntimeError(f"no raylet found for node {node}")
+
     def kill(self, node: str) -> int:
         """SIGKILL every process of a node (its raylet, agents and workers); how many there were."""
         procs = self.processes(node)
-        self.shm_seen |= shm_paths(procs)
+        self.shm_of_killed[node] = shm_paths(procs)
+        self.shm_seen |= self.shm_of_killed[node]
         for proc in procs:
             try:
                 proc.send_signal(signal.SIGKILL)
@@ -251,16 +211,42 @@ class RayCluster:
         )
 
     def stop(self) -> list[str]:
-        """Kill both nodes (the second first), remove the folders; the processes and /dev/shm entries left."""
+        """Kill both nodes (the second first), remove the folders; the processes and /dev/shm entries left (the
+        entries are removed once listed)."""
         self._sampling.set()
         if self._sampler is not None:
             self._sampler.join()
         for node in ("two", "head"):
             self.kill(node)
         left = [f"process {p.pid} {p.name()}" for p in self.processes() if p.is_running()]
-        left += self.shm_left()
+        for path in self.shm_left():  # reported, then removed: they are this cluster's, and the machine is shared
+            left.append(path)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         shutil.rmtree(self.base, ignore_errors=True)
         return left
+
+
+# sh -c SCRIPT sh FOLDER... -- COMMAND...: an empty tmpfs over each folder, then the command (in the namespace).
+HIDING_PREFIX = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'while [ "$1" != -- ]; do mount -t tmpfs -o size=1m none "$1" || exit 1; shift; done; shift; exec "$@"',
+    "sh",
+]
+
+
+def can_hide_folders() -> bool:
+    """Whether this machine lets a process cover a folder in a mount namespace of its own (root and unshare)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        probe = [*HIDING_PREFIX, folder, "--", "true"]
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
 
 
 def shm_paths(processes) -> set[str]:
@@ -277,33 +263,6 @@ def shm_paths(processes) -> set[str]:
         except OSError:
             continue
     return {path.removesuffix(" (deleted)") for path in found if not path.endswith(" (deleted)")}
-
-
-@pytest.fixture(scope="session")
-def moto_s3(tmp_path_factory):
-    """A moto S3 server for the session, its environment set in this process (s3fs reads it)."""
-    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
-    pytest.importorskip("s3fs", reason="s3fs is in the test extra")
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in PROXY_VARIABLES:
-            patch.delenv(name, raising=False)
-        for name, value in server.env.items():
-            patch.setenv(name, value)
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def s3_bucket(moto_s3):
-    """A fresh, empty bucket: its name (moto is reset first)."""
-    import boto3
-
-    moto_s3.reset()
-    boto3.client("s3").create_bucket(Bucket="lipsync-test")
-    return "lipsync-test"
 
 
 @pytest.fixture(scope="module")
