@@ -192,8 +192,7 @@ def marked(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.xfail(reason="issue 24 case 9 is the LEAD's change (the encoder removes its partial when its parent dies)")
-def test_LEAD_issue24_case9_a_sigkilled_render_leaves_no_partial(tiny_package, tmp_path):
+def test_a_sigkilled_render_leaves_no_partial(tiny_package, tmp_path):
     wav = tmp_path / "long.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(16000 * 60)).astype(np.float32), 16000)
     out, marker = tmp_path / "out", uuid.uuid4().hex

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lipsync_render import paths
 from lipsync_render.cli.app import app
 from lipsync_render.errors import OptionError, PackageError
 from lipsync_render.package import loader, verified
@@ -25,7 +26,7 @@ FAST = ("--precision", "fp32", "--backend", "onnxruntime", "-w", "0", "-q")
 @pytest.fixture
 def package(tiny_package, tmp_path, monkeypatch) -> Path:
     """A private copy of the tiny package, and private caches (the verified record's included)."""
-    monkeypatch.setenv(verified.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(verified.VERIFY_ENV, raising=False)
     return Path(shutil.copytree(tiny_package, tmp_path / "pkg", ignore=shutil.ignore_patterns("cache")))
@@ -147,7 +148,7 @@ def test_a_record_never_vouches_for_another_file_or_package(package, tmp_path, h
 def test_an_unwritable_record_folder_only_costs_hashing(package, tmp_path, monkeypatch, hashed):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the cache folder would be")
-    monkeypatch.setenv(verified.CACHE_ENV, str(blocker))
+    monkeypatch.setenv(paths.CACHE_ENV, str(blocker))
     load_package(package)
     hashed.clear()
     load_package(package)
