@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import soundfile as sf
 from hostile_models import edit_manifest
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 from lipsync_render import paths
 from lipsync_render.cli.app import app
 from lipsync_render.jobs.manifest import read_jobs
+from tests.cli.test_hostile_input import marked_processes
 
 runner = CliRunner()
 HUGE = "9" * 5000  # json.loads raises ValueError past 4,300 digits
@@ -181,17 +181,6 @@ def shm_mapped_by(pids: list[int]) -> set[str]:
     return names
 
 
-def marked(marker: str) -> list[int]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("LIPSYNC_TEST_MARKER") == marker:
-                found.append(process.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
 def test_a_sigkilled_render_leaves_no_partial(tiny_package, tmp_path):
     wav = tmp_path / "long.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(16000 * 60)).astype(np.float32), 16000)
@@ -208,13 +197,13 @@ def test_a_sigkilled_render_leaves_no_partial(tiny_package, tmp_path):
     while not list(out.glob(".*partial*")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     time.sleep(0.5)
-    segments = shm_mapped_by(marked(marker))
+    segments = shm_mapped_by(marked_processes(marker))
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     deadline = time.monotonic() + 2.5
-    while (list(out.iterdir()) or marked(marker)) and time.monotonic() < deadline:
+    while (list(out.iterdir()) or marked_processes(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert marked(marker) == []
+    assert marked_processes(marker) == []
     assert list(out.iterdir()) == [], "the partial is removed when the render is killed"
     time.sleep(2)  # the resource tracker frees the ring once every helper is gone
     assert not {name for name in segments if Path("/dev/shm", name).exists()}
