@@ -82,15 +82,9 @@ class SessionPlan:
 
     def output_identity(self) -> dict:
         """The plan's choices that change what an output holds: equal identities, equal outputs (same inputs)."""
-        return {
-            name: list(value) if isinstance(value, tuple) else value
-            for name in OUTPUT_FIELDS
-            for value in [getattr(self, name)]
-        }
-
-    def describe_precision(self) -> str:
-        """The precision and where it came from, for reports: 'bf16 (auto: openvino bf16 (49.5 dB, ...))'."""
-        return f"{self.precision} ({self.precision_source})"
+        identity = {name: getattr(self, name) for name in OUTPUT_FIELDS}
+        identity["output_size"] = list(self.output_size)  # as a sidecar's JSON holds it
+        return identity
 
     def to_dict(self) -> dict:
         """The plan as results, sidecars and ``--json`` record it."""
