@@ -31,15 +31,17 @@ def features_command(
     from lipsync_render.media.mel import melspectrogram
     from lipsync_render.package import load_package
     from lipsync_render.paths import output_problem
+    from lipsync_render.planning.session_plan import plan_session
     from lipsync_render.runtimes import get_backend
 
-    options = SessionOptions(backend=backend, device=device)
     package = load_package(model, verify_checksums=False)
     inputs = (audio, *package.files)
     problem = output_problem([output, mel], inputs)  # before any work, and before the first file is written
     if problem:
         raise RenderError(problem)
-    audio_encoder = get_backend(options.backend, options.device).load(package, AUDIO_ENCODER, options)
+    # the reference's fp32 features: the plan resolves the backend and device, --precision auto plays no part
+    plan = plan_session(package, SessionOptions(backend=backend, device=device, precision="fp32"), measure=False)
+    audio_encoder = get_backend(plan.backend).load(package, AUDIO_ENCODER, plan.load_options)
     spectrogram = melspectrogram(load_audio(audio))
     table = frame_features(encode(audio_encoder, encoder_windows(spectrogram)))
     _save_npy(output, table, inputs)
@@ -140,7 +142,7 @@ def render_many_command(
     """Render every job of a manifest; with --skip-existing a rerun resumes where the last one stopped."""
     from lipsync_render.cli.progress import JobReporter
     from lipsync_render.jobs import read_jobs, run_jobs
-    from lipsync_render.jobs.runner import ClusterSettings
+    from lipsync_render.jobs.ray_runner import ClusterSettings
 
     if not 0 <= retries <= MAX_RETRIES:
         fail(f"--retries must be at least 0 and at most {MAX_RETRIES} (got {retries}).", 2)

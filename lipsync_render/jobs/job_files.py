@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from lipsync_render.errors import AudioError, LipsyncError, PackageError
@@ -24,25 +24,18 @@ from lipsync_render.storage import fetch_package, fetch_to_local, is_url, read_b
 from lipsync_render.storage.package_cache import PackageLease
 from lipsync_render.storage.remote import MAX_TEXT_BYTES
 
-__all__ = ["JobInputs", "job_inputs", "lease_package", "package_checksum"]
-
-
-@dataclass(frozen=True)
-class JobInputs:
-    """A job's audio as a local file."""
-
-    audio: Path
+__all__ = ["lease_package", "local_audio", "package_checksum"]
 
 
 @contextmanager
-def job_inputs(job: Job):
+def local_audio(job: Job) -> Iterator[Path]:
     """The job's audio as a local file for the length of the block (a downloaded copy is removed after)."""
     if not is_url(job.audio):
-        yield JobInputs(Path(job.audio))
+        yield Path(job.audio)
         return
     folder = Path(tempfile.mkdtemp(prefix="lipsync-input-"))
     try:
-        yield JobInputs(fetch_to_local(job.audio, folder, error=AudioError))
+        yield fetch_to_local(job.audio, folder, error=AudioError)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from lipsync_render.errors import LipsyncError
 from lipsync_render.jobs.manifest import Job
@@ -47,44 +47,43 @@ def import_ray():
     return ray
 
 
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How jobs run on Ray: the cluster's address ('auto', 'local' or host:port), how often a job whose worker or
+    node died is resubmitted, how long a job may take from submission (seconds), and whether Ray stays silent."""
+
+    address: str
+    retries: int = 3
+    job_timeout: float = 3600.0
+    quiet: bool = False
+
+
 def run_on_ray(
-    jobs: list[Job],
-    pending: list[int],
-    fail_fast: bool,
-    report,
-    address: str,
-    skip_existing: bool = False,
-    retries: int = 3,
-    job_timeout: float = 3600.0,
-    quiet: bool = False,
+    jobs: list[Job], pending: list[int], fail_fast: bool, report, cluster: ClusterSettings, skip_existing: bool = False
 ) -> None:
     """Run ``pending`` jobs as Ray tasks; ``report(index, JobResult)`` as each finishes. Ctrl-C cancels every task
     in flight (their renders remove their partial files) and reports what finished before it."""
     if not pending:
         return
     ray = import_ray()
-    with ray_output_apart(quiet):
-        _run(ray, jobs, pending, fail_fast, report, address, skip_existing, retries, job_timeout, quiet)
-
-
-def _run(ray, jobs, pending, fail_fast, report, address, skip_existing, retries, job_timeout, quiet) -> None:
-    started_here = not ray.is_initialized()
-    if started_here:
-        _connect(ray, address, quiet)
-    names = {index: jobs[index].model for index in pending}
-
-    def report_named(index: int, result: JobResult) -> None:
-        result.model = names[index]  # as the manifest names it, not as resolved for the workers
-        report(index, result)
-
-    try:
-        runnable = _with_packages_resolved(jobs, pending, fail_fast, report_named)
-        check_nodes(ray, [jobs[i] for i in runnable])
-        dispatcher = _Dispatcher(ray, jobs, report_named, skip_existing, retries, job_timeout)
-        dispatcher.run(grouped(jobs, runnable), fail_fast)
-    finally:
+    with ray_output_apart(cluster.quiet):
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
+            _connect(ray, cluster.address, cluster.quiet)
+        names = {index: jobs[index].model for index in pending}
+
+        def report_named(index: int, result: JobResult) -> None:
+            result.model = names[index]  # as the manifest names it, not as resolved for the workers
+            report(index, result)
+
+        try:
+            runnable = _with_packages_resolved(jobs, pending, fail_fast, report_named)
+            check_nodes(ray, [jobs[i] for i in runnable])
+            dispatcher = _Dispatcher(ray, jobs, report_named, skip_existing, cluster.retries, cluster.job_timeout)
+            dispatcher.run(grouped(jobs, runnable), fail_fast)
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 @contextmanager
@@ -119,7 +118,7 @@ def _connect(ray, address: str, quiet: bool) -> None:
         # 'auto': the cluster this machine belongs to, else a new local instance (Ray's default); 'local':
         # always a new local instance; anything else: a cluster address (host:port or ray://host:10001).
         ray.init(
-            address=None if address in ("auto", "local") else address,
+            address=None if address == "auto" else address,
             log_to_driver=False,
             logging_level=level,
             include_dashboard=False,

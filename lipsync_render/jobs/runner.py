@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lipsync_render.jobs.manifest import Job
+from lipsync_render.jobs.ray_runner import ClusterSettings, run_on_ray
 from lipsync_render.jobs.result import JobResult
 from lipsync_render.jobs.worker import JobWorker, grouped
-
-
-@dataclass(frozen=True)
-class ClusterSettings:
-    """How jobs run on Ray: the cluster's address ('auto', 'local' or host:port), how often a job whose worker or
-    node died is resubmitted, how long a job may take from submission (seconds), and whether Ray stays silent."""
-
-    address: str
-    retries: int = 3
-    job_timeout: float = 3600.0
-    quiet: bool = False
 
 
 def run_jobs(
@@ -46,21 +35,9 @@ def run_jobs(
 
     pending = list(range(len(jobs)))
     if ray_address is not None:
-        from lipsync_render.jobs.ray_runner import run_on_ray
-
         cluster = ray_address if isinstance(ray_address, ClusterSettings) else ClusterSettings(ray_address)
         try:
-            run_on_ray(
-                list(jobs),
-                pending,
-                fail_fast,
-                report,
-                cluster.address,
-                skip_existing,
-                cluster.retries,
-                cluster.job_timeout,
-                cluster.quiet,
-            )
+            run_on_ray(list(jobs), pending, fail_fast, report, cluster, skip_existing)
         finally:
             _sweep_here()
     else:

@@ -13,10 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from lipsync_render.errors import LipsyncError
-from lipsync_render.jobs.job_files import job_inputs, lease_package, package_checksum
+from lipsync_render.jobs.job_files import lease_package, local_audio, package_checksum
 from lipsync_render.jobs.manifest import Job
 from lipsync_render.jobs.result import JobResult
-from lipsync_render.jobs.sidecar import is_up_to_date, recorded_result, remove_sidecar, sidecar_record, write_sidecar
+from lipsync_render.jobs.sidecar import (
+    is_up_to_date,
+    recorded_result,
+    remove_sidecar,
+    sidecar_path,
+    sidecar_record,
+    write_sidecar,
+)
 from lipsync_render.package import load_package
 from lipsync_render.planning.session_plan import plan_session
 from lipsync_render.rendering.partials import remove_stale_partials
@@ -52,16 +59,16 @@ class JobWorker:
         job = self._adapt(job)
         host = socket.gethostname()
         try:
-            with job_inputs(job) as inputs:
+            with local_audio(job) as audio:
                 renderer = self._renderer_for(job, load=not skip_existing)
                 checksum = package_checksum(job.model, self.lease)
                 if skip_existing:
                     identity = self._plan_identity(job)
-                    record = is_up_to_date(job, inputs.audio, checksum, identity)
+                    record = is_up_to_date(job, audio, checksum, identity)
                     if record is not None:
                         return JobResult(job.source, job.model, recorded_result(job, record), host)
                     renderer = self._renderer_for(job)
-                result = self._render(renderer, job, inputs.audio, checksum, on_progress, cancelled)
+                result = self._render(renderer, job, audio, checksum, on_progress, cancelled)
         except LipsyncError as exc:
             return JobResult.for_job(job, host, status="error", error=str(exc))
         except OSError as exc:
@@ -79,7 +86,7 @@ class JobWorker:
         else:
             local = Path(job.output)
             local.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_partials(Path(job.output + ".json"))
+            remove_stale_partials(sidecar_path(local))
             result = renderer.render(audio, local, job.render, on_progress=on_progress)
             record = sidecar_record(job, result, checksum, audio, local)
         write_sidecar(job.output, record)

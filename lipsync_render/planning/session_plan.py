@@ -94,9 +94,10 @@ class SessionPlan:
         record["output_size"] = list(self.output_size)
         return record
 
-    def on_device(self, device_kind: str, backend: Backend) -> SessionPlan:
+    def on_device(self, device_kind: str, backend: Backend, package: Package) -> SessionPlan:
         """The plan for the device the UNet really runs on (a GPU that failed under ``--device auto``): the
-        automatic settings for that device, the models on the CPU too, explicit values kept."""
+        automatic settings for that device under the same batch rule, the models on the CPU too, explicit values
+        kept."""
         if device_kind == self.device_kind:
             return self
         device = "cpu" if device_kind == "cpu" and self.requested.device == "auto" else self.device
@@ -105,7 +106,7 @@ class SessionPlan:
             self,
             device=device,
             device_kind=device_kind,
-            batch_size=settings.batch_size,
+            batch_size=planned_batch(package, self.requested.batch_size, settings.batch_size, device_kind, device),
             workers=settings.workers,
             encoder_threads=settings.encoder_threads,
             unet_io=_unet_io(self.requested.unet_io, backend, device_kind),

@@ -68,7 +68,7 @@ class Renderer:
         planned = self.plan
         self.unet = self._load_unet()
         if self.unet.device != planned.device_kind:
-            self.plan = planned.on_device(self.unet.device, self.backend)
+            self.plan = planned.on_device(self.unet.device, self.backend, self.package)
             if (self.plan.batch_size, self.plan.workers) != (planned.batch_size, planned.workers):
                 self.close()  # sized for a GPU that is not there: resize the pool and ring, reload at the CPU batch
                 self._start_helpers()
@@ -89,7 +89,7 @@ class Renderer:
             if plan.requested.device != "auto":
                 raise
             log.warning("%s Rendering on the CPU with CPU settings instead.", exc)
-            on_cpu = plan.on_device("cpu", self.backend)
+            on_cpu = plan.on_device("cpu", self.backend, self.package)
             return call_at_low_priority(self.backend.load, self.package, on_cpu.unet_contract, on_cpu.load_options)
         return unet
 
