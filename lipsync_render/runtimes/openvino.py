@@ -8,8 +8,10 @@ has telemetry, never is.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ import numpy as np
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract, require_output_shape
 from lipsync_render.devices import DeviceRequest
 from lipsync_render.errors import DeviceError
+from lipsync_render.paths import file_identity
 
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions
@@ -93,6 +96,42 @@ def compile_config(precision: str, threads: int) -> dict:
     }
 
 
+def static_batch_model(core, path: Path, batch: int, folder: Path) -> Path:
+    """The model at ``path`` with its batch axis fixed at ``batch``, as OpenVINO IR in ``folder`` (written once).
+
+    A dynamic batch axis makes OpenVINO compile shape-agnostic kernels and re-plan memory on every call: the UNet
+    at batch 1 in bf16 on 2 cores took 24.0 ms and 47.7 CPU ms a frame dynamic, 21.5 ms and 42.9 static (the
+    true-architecture UNet). Batches shorter than ``batch`` are padded (:class:`OpenVinoModel`). The IR keeps the
+    weights in fp32, so the compiled model is the one the ONNX file gives. Concurrent first loads each write
+    their own temporary pair, then rename it into place (bin first, so an IR file always has its weights).
+    """
+    import openvino as ov
+
+    # named for the source file's identity too: a package without checksums keeps its digest when a model changes
+    identity = hashlib.sha256(repr(file_identity(path)).encode()).hexdigest()[:12]
+    target = folder / f"{path.stem}.batch{batch}.{identity}.xml"
+    if target.is_file() and target.with_suffix(".bin").is_file():
+        return target
+    model = core.read_model(str(path))
+    shapes = {}
+    for port in model.inputs:
+        dims = list(port.get_partial_shape())
+        if not all(dim.is_static for dim in dims[1:]):
+            return path  # nothing more to fix than the batch
+        shapes[port.any_name] = [batch, *(dim.get_length() for dim in dims[1:])]
+    model.reshape(shapes)
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{target.stem}.{os.getpid()}.{threading.get_native_id()}.xml"
+    try:
+        ov.save_model(model, str(temporary), compress_to_fp16=False)
+        os.replace(temporary.with_suffix(".bin"), target.with_suffix(".bin"))
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+        temporary.with_suffix(".bin").unlink(missing_ok=True)
+    return target
+
+
 class OpenVinoBackend:
     """CPU only; asked for a GPU it says so rather than run elsewhere."""
 
@@ -129,14 +168,22 @@ class OpenVinoBackend:
         from lipsync_render.package.cache import cache_path
 
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache_path(package, "openvino"))})
+        # Keyed by the manifest's digest (which holds every file's checksum), so a changed package never meets a
+        # stale blob; within it OpenVINO keys by model path and options and checks the file's size and time.
+        folder = cache_path(package, "openvino", package.checksum[:16])
+        core.set_property({"CACHE_DIR": str(folder)})
         threads = 1 if contract is not UNET else options.threads or os.cpu_count() or 1
         config = compile_config(precision, threads)
+        batch = (options.batch_size or 1) if contract is UNET else AUDIO_ENCODER_BATCH
         try:
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            source = path
+            if contract is UNET and not package.unet_io.fixed_batch:
+                source = static_batch_model(core, path, batch, folder)
+            # by path, not a read model: a cached blob is then imported without parsing the model file at all
+            # (0.09 s against 0.17-0.22 s for the 523-frame package's UNet, cache warm)
+            compiled = core.compile_model(str(source), "CPU", config)
         except RuntimeError as exc:
             raise DeviceError(f"OpenVINO could not compile {path} ({' '.join(str(exc).split())[:200]}).") from None
-        batch = (options.batch_size or 1) if contract is UNET else AUDIO_ENCODER_BATCH
         return OpenVinoModel(compiled, contract, batch, path, precision)
 
     @staticmethod

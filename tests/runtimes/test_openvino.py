@@ -51,6 +51,36 @@ def test_compiled_models_are_cached_in_the_package(package):
     assert (package.root / "cache" / "openvino").is_dir()
 
 
+def test_a_dynamic_batch_unet_runs_at_the_planned_batch_from_ir_written_once(package, feeds):
+    first = load(package, precision="fp32", batch_size=2)
+    assert first.model_batch == 2 and first.constant_shape  # static kernels; a short batch is padded
+    (ir,) = (package.root / "cache" / "openvino").glob("*/unet.batch2.*.xml")
+    written = ir.stat().st_mtime_ns, ir.with_suffix(".bin").stat().st_mtime_ns
+    again = load(package, precision="fp32", batch_size=2)
+    assert (ir.stat().st_mtime_ns, ir.with_suffix(".bin").stat().st_mtime_ns) == written  # reused, not rewritten
+    np.testing.assert_allclose(again.run(*(x[:3] for x in feeds)), first.run(*(x[:3] for x in feeds)), atol=1e-5)
+
+
+def test_a_rewritten_model_file_gets_its_own_ir(tiny_package, tmp_path):
+    root = shutil.copytree(tiny_package, tmp_path / "pkg", ignore=shutil.ignore_patterns("cache"))
+    load(load_package(root), precision="fp32")
+    unet = root / "unet.onnx"
+    unet.write_bytes(unet.read_bytes())  # same content and checksum, another file on disk
+    load(load_package(root), precision="fp32")
+    assert len(list((root / "cache" / "openvino").glob("*/unet.batch1.*.xml"))) == 2
+
+
+def test_concurrent_first_loads_at_a_new_batch_both_succeed(package, feeds):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        models = list(pool.map(lambda _: load(package, precision="fp32", batch_size=5), range(2)))
+    assert [m.model_batch for m in models] == [5, 5]
+    folder = next((package.root / "cache" / "openvino").glob("*/unet.batch5.*.xml")).parent
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    np.testing.assert_allclose(models[0].run(*feeds), models[1].run(*feeds), atol=1e-5)
+
+
 @pytest.mark.skipif("BF16" not in openvino.cpu_capabilities(), reason="this CPU has no bf16")
 def test_bf16_stays_close_to_fp32(package, feeds):
     reference = load(package, precision="fp32").run(*feeds)
