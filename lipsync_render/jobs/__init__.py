@@ -2,10 +2,23 @@
 
 ``manifest`` reads the jobs, ``sidecar`` records what made each output (so a rerun skips what is done),
 ``worker`` renders jobs on one loaded Renderer, ``runner`` runs them all, ``ray_runner`` on a Ray cluster.
+Imported lazily, so `lipsync render` (which takes only ``outputs``) loads none of the rest.
 """
 
-from lipsync_render.jobs.manifest import Job, read_jobs
-from lipsync_render.jobs.result import JobResult
-from lipsync_render.jobs.runner import run_jobs
+_LAZY = {
+    "Job": "lipsync_render.jobs.manifest",
+    "read_jobs": "lipsync_render.jobs.manifest",
+    "JobResult": "lipsync_render.jobs.result",
+    "run_jobs": "lipsync_render.jobs.runner",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)
+
 
 __all__ = ["Job", "JobResult", "read_jobs", "run_jobs"]

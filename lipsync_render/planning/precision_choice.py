@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -192,9 +193,23 @@ DISTRIBUTIONS = {
 
 
 def _installed_version(name: str) -> str:
+    """The version of the distribution that installed the package ``name``: from the name of its ``.dist-info``
+    folder beside the package (0.6 ms for both backends), else from package metadata, which scans every folder
+    on the path (27 ms)."""
+    import importlib.util
     from importlib import metadata
 
-    for distribution in DISTRIBUTIONS.get(name, (name,)):
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return "absent"
+    candidates = DISTRIBUTIONS.get(name, (name,))
+    if spec.origin:
+        folder = Path(spec.origin).parent.parent
+        for distribution in candidates:
+            prefix = distribution.replace("-", "_") + "-"
+            for info in sorted(folder.glob(f"{prefix}*.dist-info")):
+                return info.name[len(prefix) : -len(".dist-info")]
+    for distribution in candidates:
         try:
             return metadata.version(distribution)
         except metadata.PackageNotFoundError:

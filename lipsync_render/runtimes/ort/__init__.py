@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
@@ -28,9 +29,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def unavailable_reason(self) -> str | None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("onnxruntime") is None:  # found, not imported: a plan may never load it
             return "onnxruntime is not installed (pip install onnxruntime)"
         return None
 
