@@ -50,22 +50,39 @@ LOOP_PACKAGE = "523 frames, 1280x720, npy"
 NAIVE_PACKAGE = "100 frames, 1280x720, npy"
 
 # Runs the real CLI in this fresh interpreter, noting when the first frame was encoded (the progress callback).
+# The Renderer is patched when the CLI imports it, not before, so the CLI's imports happen in its own order.
 CHILD = """
-import os, sys, time
+import importlib.abc, importlib.util, os, sys, time
 if os.environ.get("LIPSYNC_SOURCE"):  # the baseline checkout, not the installed (editable) one
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
     sys.path.insert(0, os.environ["LIPSYNC_SOURCE"])
-from lipsync_render.rendering import renderer
-plain = renderer.Renderer.render
-def render(self, audio, output, options=None, on_progress=None):
-    def progress(done, total):
-        if "COLD_START_MARK" in os.environ and not os.path.exists(os.environ["COLD_START_MARK"]):
-            with open(os.environ["COLD_START_MARK"], "w") as f:
-                f.write(repr(time.time()))
-        if on_progress is not None:
-            on_progress(done, total)
-    return plain(self, audio, output, options, progress)
-renderer.Renderer.render = render
+
+def mark_first_frame(renderer):
+    plain = renderer.Renderer.render
+    def render(self, audio, output, options=None, on_progress=None):
+        def progress(done, total):
+            if "COLD_START_MARK" in os.environ and not os.path.exists(os.environ["COLD_START_MARK"]):
+                with open(os.environ["COLD_START_MARK"], "w") as f:
+                    f.write(repr(time.time()))
+            if on_progress is not None:
+                on_progress(done, total)
+        return plain(self, audio, output, options, progress)
+    renderer.Renderer.render = render
+
+class PatchOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "lipsync_render.rendering.renderer":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            run(module)
+            mark_first_frame(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, PatchOnImport())
 from lipsync_render.cli.app import main
 sys.argv = ["lipsync", *sys.argv[1:]]
 main()
