@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
 import sys
 import threading
@@ -23,6 +22,7 @@ from lipsync_render.contract import UNET, UNET_UINT8, ModelContract, require_out
 from lipsync_render.devices import DeviceRequest
 from lipsync_render.errors import DeviceError
 from lipsync_render.paths import file_identity
+from lipsync_render.runtimes.base import package_found
 
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions
@@ -161,7 +161,7 @@ class OpenVinoBackend:
     name = "openvino"
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("openvino") is None:  # found, not imported: a plan may never load it
+        if not package_found("openvino"):
             return "the openvino package is not installed (pip install openvino)"
         return None
 

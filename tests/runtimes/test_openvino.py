@@ -139,3 +139,14 @@ def test_the_choice_is_measured_once_and_cached(tiny_package, tmp_path, monkeypa
     monkeypatch.setattr(choice, "measure", lambda *args: pytest.fail("measured again"))
     again = choice.choose_precision(package, options)
     assert again.cached and (again.backend, again.precision) == (first.backend, first.precision)
+
+
+def test_backend_versions_in_the_choice_key_are_the_installed_distributions():
+    from importlib import metadata
+
+    assert choice._installed_version("openvino") == metadata.version("openvino")
+    installed = [
+        d for d in choice.DISTRIBUTIONS["onnxruntime"] if d in {x.metadata["Name"] for x in metadata.distributions()}
+    ]
+    assert choice._installed_version("onnxruntime") == metadata.version(installed[0])
+    assert choice._installed_version("no_such_backend_package") == "absent"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 from lipsync_render.contract import UNET, UNET_UINT8, ModelContract
 from lipsync_render.errors import DeviceError
+from lipsync_render.runtimes.base import package_found
 from lipsync_render.runtimes.ort.runner import OrtModel
 from lipsync_render.runtimes.ort.sessions import (
     FP16_NEEDS_GPU,
@@ -29,7 +29,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("onnxruntime") is None:  # found, not imported: a plan may never load it
+        if not package_found("onnxruntime"):
             return "onnxruntime is not installed (pip install onnxruntime)"
         return None
 
