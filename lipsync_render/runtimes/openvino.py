@@ -1,15 +1,17 @@
 """The OpenVINO backend: the package's ONNX files on the CPU in fp32, bf16 (AMX or AVX-512 BF16) or int8.
 
 OpenVINO reads the ONNX files as they are; int8 runs the package's own QDQ model (static quantisation calibrated on
-its frames, shared with the ONNX Runtime backend). Compiled models are cached in the package's cache folder (or
-the user cache when the package is read-only). Only OpenVINO's runtime is used; its converter, the one part that
-has telemetry, never is.
+its frames, shared with the ONNX Runtime backend). The UNet runs at the planned batch as a static-shape model
+(:func:`static_batch_model`). Compiled models are cached in the package's cache folder (or the user cache when the
+package is read-only) and compiled by path, so a later start imports the cached blob without parsing the model.
+Only OpenVINO's runtime is used; its converter, the one part that has telemetry, is never even imported.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -27,6 +29,8 @@ from lipsync_render.runtimes.base import package_found
 if TYPE_CHECKING:
     from lipsync_render.options import SessionOptions
     from lipsync_render.package import Package
+
+log = logging.getLogger(__name__)
 
 # ``import openvino`` loads its model-conversion tools, which send a usage event (a DNS lookup and a UDP packet from
 # a forked child) unless its telemetry package is missing: a renderer talks to no network, so hide that package and
@@ -120,6 +124,19 @@ def compile_config(precision: str, threads: int) -> dict:
     }
 
 
+def _usable_folder(folder: Path) -> Path | None:
+    """``folder``, made if missing; None (with a warning: the models then compile afresh, at a dynamic batch) when
+    something else is in its place or it cannot be made."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_dir() and not folder.is_symlink():
+            return folder
+    except OSError:
+        pass
+    log.warning("The OpenVINO cache folder %s cannot be used; compiling without a cache.", folder)
+    return None
+
+
 def static_batch_model(core, path: Path, batch: int, folder: Path) -> Path:
     """The model at ``path`` with its batch axis fixed at ``batch``, as OpenVINO IR in ``folder`` (written once).
 
@@ -143,12 +160,14 @@ def static_batch_model(core, path: Path, batch: int, folder: Path) -> Path:
             return path  # nothing more to fix than the batch
         shapes[port.any_name] = [batch, *(dim.get_length() for dim in dims[1:])]
     model.reshape(shapes)
-    folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{target.stem}.{os.getpid()}.{threading.get_native_id()}.xml"
     try:
         ov.save_model(model, str(temporary), compress_to_fp16=False)
         os.replace(temporary.with_suffix(".bin"), target.with_suffix(".bin"))
         os.replace(temporary, target)
+    except (OSError, RuntimeError) as exc:  # a full disk: slower, not wrong
+        log.warning("Could not write %s (%s); running %s at a dynamic batch.", target, exc, path.name)
+        return path
     finally:
         temporary.unlink(missing_ok=True)
         temporary.with_suffix(".bin").unlink(missing_ok=True)
@@ -190,14 +209,15 @@ class OpenVinoBackend:
         core = ov.Core()
         # Keyed by the manifest's digest (which holds every file's checksum), so a changed package never meets a
         # stale blob; within it OpenVINO keys by model path and options and checks the file's size and time.
-        folder = cache_path(package, "openvino", package.checksum[:16])
-        core.set_property({"CACHE_DIR": str(folder)})
+        folder = _usable_folder(cache_path(package, "openvino", package.checksum[:16]))
+        if folder is not None:
+            core.set_property({"CACHE_DIR": str(folder)})
         threads = 1 if contract is not UNET else options.threads or os.cpu_count() or 1
         config = compile_config(precision, threads)
         batch = (options.batch_size or 1) if contract is UNET else AUDIO_ENCODER_BATCH
         try:
             source = path
-            if contract is UNET and not package.unet_io.fixed_batch:
+            if contract is UNET and not package.unet_io.fixed_batch and folder is not None:
                 source = static_batch_model(core, path, batch, folder)
             # by path, not a read model: a cached blob is then imported without parsing the model file at all
             # (0.09 s against 0.17-0.22 s for the 523-frame package's UNet, cache warm)

@@ -70,6 +70,18 @@ def test_a_rewritten_model_file_gets_its_own_ir(tiny_package, tmp_path):
     assert len(list((root / "cache" / "openvino").glob("*/unet.batch1.*.xml"))) == 2
 
 
+def test_a_file_in_place_of_the_cache_folder_costs_only_the_cache(tiny_package, tmp_path, package, feeds, caplog):
+    root = shutil.copytree(tiny_package, tmp_path / "pkg", ignore=shutil.ignore_patterns("cache"))
+    copy = load_package(root)
+    (root / "cache" / "openvino").mkdir(parents=True)
+    (root / "cache" / "openvino" / copy.checksum[:16]).write_text("not a folder")
+    with caplog.at_level("WARNING"):
+        model = load(copy, precision="fp32")
+    assert "cannot be used; compiling without a cache" in caplog.text
+    assert model.model_batch is None  # the model as it is, at its dynamic batch
+    np.testing.assert_allclose(model.run(*feeds), load(package, precision="fp32").run(*feeds), atol=1e-5)
+
+
 def test_concurrent_first_loads_at_a_new_batch_both_succeed(package, feeds):
     from concurrent.futures import ThreadPoolExecutor
 
