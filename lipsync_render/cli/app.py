@@ -116,7 +116,8 @@ def exit_process(code: int) -> NoReturn:
     helper processes joined, and the atexit handlers (multiprocessing's, logging's) still run here. While a
     non-daemon thread is alive it exits the ordinary way, which waits for that thread.
     """
-    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()[1:]):
+    here = threading.current_thread()
+    if any(thread.is_alive() and not thread.daemon and thread is not here for thread in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
