@@ -3,23 +3,17 @@
 __version__ = "0.1.0"
 
 from lipsync_render.errors import AudioError, DeviceError, LipsyncError, OptionError, PackageError, RenderError
+from lipsync_render.lazy_imports import lazy_attributes
 from lipsync_render.options import RenderOptions, SessionOptions
 
-_LAZY = {
-    "Renderer": "lipsync_render.rendering.renderer",
-    "render": "lipsync_render.rendering.renderer",
-    "RenderResult": "lipsync_render.rendering.result",
-}
-
-
-def __getattr__(name: str):
-    """Import the render core lazily, so `lipsync --help` and the errors stay cheap to import."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
-
+# The render core is imported when first used, so `lipsync --help` and the errors stay cheap to import.
+__getattr__ = lazy_attributes(
+    {
+        "Renderer": "lipsync_render.rendering.renderer",
+        "render": "lipsync_render.rendering.renderer",
+        "RenderResult": "lipsync_render.rendering.result",
+    }
+)
 
 __all__ = [
     "AudioError",

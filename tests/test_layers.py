@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lipsync_render.store_choice",
             "lipsync_render.host",
             "lipsync_render.devices",
+            "lipsync_render.lazy_imports",
         ),
     ),
     ("options", ("lipsync_render.options", "lipsync_render.option_schema", "lipsync_render")),

@@ -5,20 +5,15 @@
 Imported lazily, so `lipsync render` (which takes only ``outputs``) loads none of the rest.
 """
 
-_LAZY = {
-    "Job": "lipsync_render.jobs.manifest",
-    "read_jobs": "lipsync_render.jobs.manifest",
-    "JobResult": "lipsync_render.jobs.result",
-    "run_jobs": "lipsync_render.jobs.runner",
-}
+from lipsync_render.lazy_imports import lazy_attributes
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
-
+__getattr__ = lazy_attributes(
+    {
+        "Job": "lipsync_render.jobs.manifest",
+        "read_jobs": "lipsync_render.jobs.manifest",
+        "JobResult": "lipsync_render.jobs.result",
+        "run_jobs": "lipsync_render.jobs.runner",
+    }
+)
 
 __all__ = ["Job", "JobResult", "read_jobs", "run_jobs"]
