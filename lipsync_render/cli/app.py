@@ -20,6 +20,7 @@ from lipsync_render import __version__
 from lipsync_render.cli import diagnostics_commands, package_commands, render_commands, review_commands
 from lipsync_render.cli.exits import handle_termination_signals, interrupted, state
 from lipsync_render.cli.help_format import tidy_placeholders
+from lipsync_render.rendering.child_process import exit_without_teardown
 
 app = typer.Typer(
     help="Render lip-synced talking-head videos offline, fast.",
@@ -120,12 +121,7 @@ def exit_process(code: int) -> NoReturn:
     if any(thread.is_alive() and not thread.daemon and thread is not here for thread in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing left to say there
-            pass
-    os._exit(code)
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 PARENT_POLL_SECONDS = 0.5
 
@@ -56,3 +58,15 @@ def start_as_helper(on_parent_gone: Callable[[], None] | None = None) -> None:
                     os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Flush stdout and stderr and end the process with ``code`` now, without the interpreter's teardown
+    (collecting every module, then the native libraries' static destructors), which a finished process does not
+    need. Whatever must still happen (atexit handlers, queues to flush) is the caller's to do first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to say there
+            pass
+    os._exit(code)

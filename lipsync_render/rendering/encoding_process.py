@@ -10,9 +10,7 @@ abort. The process dying is reported as an error by ``reply``, never as a hang.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from lipsync_render.errors import RenderError
 from lipsync_render.media.video import VideoTarget, VideoWriter
-from lipsync_render.rendering.child_process import helper_start_failure, start_as_helper
+from lipsync_render.rendering.child_process import exit_without_teardown, helper_start_failure, start_as_helper
 from lipsync_render.rendering.frame_ring import RingLayout
 from lipsync_render.rendering.shared_ring import attach_ring, unlink_ring
 
@@ -152,12 +150,7 @@ def _exit_now(replies) -> None:
     otherwise tears down PyAV and NumPy on its way out, and the parent's close() waited 0.03 s for that."""
     replies.close()
     replies.join_thread()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(0)
+    exit_without_teardown(0)
 
 
 def _open_writer(target: VideoTarget, warn) -> VideoWriter:

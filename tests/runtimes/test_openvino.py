@@ -82,6 +82,17 @@ def test_a_file_in_place_of_the_cache_folder_costs_only_the_cache(tiny_package, 
     np.testing.assert_allclose(model.run(*feeds), load(package, precision="fp32").run(*feeds), atol=1e-5)
 
 
+def test_a_damaged_ir_in_the_cache_costs_only_speed(tiny_package, tmp_path, package, feeds, caplog):
+    root = shutil.copytree(tiny_package, tmp_path / "pkg", ignore=shutil.ignore_patterns("cache"))
+    load(load_package(root), precision="fp32")
+    (ir,) = (root / "cache" / "openvino").glob("*/unet.batch1.*.xml")
+    ir.write_text("<net><layers><layer")  # cut short
+    with caplog.at_level("WARNING"):
+        model = load(load_package(root), precision="fp32")
+    assert "compiling unet.onnx as it is" in caplog.text
+    np.testing.assert_allclose(model.run(*feeds), load(package, precision="fp32").run(*feeds), atol=1e-5)
+
+
 def test_concurrent_first_loads_at_a_new_batch_both_succeed(package, feeds):
     from concurrent.futures import ThreadPoolExecutor
 
