@@ -199,7 +199,10 @@ def _installed_version(name: str) -> str:
     import importlib.util
     from importlib import metadata
 
-    spec = importlib.util.find_spec(name)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # blocked (None in sys.modules), or a parent that will not import
+        spec = None
     if spec is None:
         return "absent"
     candidates = DISTRIBUTIONS.get(name, (name,))
