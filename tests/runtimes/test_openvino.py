@@ -93,12 +93,16 @@ def test_a_damaged_ir_in_the_cache_costs_only_speed(tiny_package, tmp_path, pack
     np.testing.assert_allclose(model.run(*feeds), load(package, precision="fp32").run(*feeds), atol=1e-5)
 
 
-def test_concurrent_first_loads_at_a_new_batch_both_succeed(package, feeds):
+def test_concurrent_first_loads_at_new_batches_succeed_and_keep_the_locale(package, feeds):
+    import locale
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(2) as pool:
-        models = list(pool.map(lambda _: load(package, precision="fp32", batch_size=5), range(2)))
-    assert [m.model_batch for m in models] == [5, 5]
+    before = locale.setlocale(locale.LC_CTYPE)
+    for batch in range(5, 11):
+        with ThreadPoolExecutor(2) as pool:
+            models = list(pool.map(lambda _, batch=batch: load(package, precision="fp32", batch_size=batch), range(2)))
+        assert [m.model_batch for m in models] == [batch, batch]
+    assert locale.setlocale(locale.LC_CTYPE) == before  # OpenVINO's cache may not leave the process in "C"
     folder = next((package.root / "cache" / "openvino").glob("*/unet.batch5.*.xml")).parent
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left behind
     np.testing.assert_allclose(models[0].run(*feeds), models[1].run(*feeds), atol=1e-5)
