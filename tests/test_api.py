@@ -8,7 +8,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def readme_snippet() -> str:
-    text = (PROJECT / "README.md").read_text()
+    text = (PROJECT / "README.md").read_text(encoding="utf-8")
     start = text.index("```python\nfrom pathlib import Path\n\nfrom lipsync_render import Renderer")
     return text[start + len("```python\n") : text.index("```", start + 9)]
 

@@ -79,7 +79,7 @@ def _resolve(module: str, is_package: bool, level: int, target: str | None) -> s
 def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
     """The modules of the package that ``module`` imports anywhere in its source."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -176,7 +176,7 @@ def test_no_import_cycles():
 def test_no_module_is_over_the_line_limit():
     long = []
     for module, path in module_files().items():
-        lines = len(path.read_text().splitlines())
+        lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines > MAX_LINES:
             long.append(f"{module} ({lines} lines)")
     assert not long, f"modules over {MAX_LINES} lines: " + ", ".join(sorted(long))
